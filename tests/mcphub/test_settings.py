@@ -1,0 +1,67 @@
+"""Settings come from the environment; Redis roles get separate databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from django.conf import settings
+
+from mcphub.settings import redis_db_url
+from tests.conftest import BASE_DIR
+
+
+def test_redis_roles_use_separate_databases() -> None:
+    urls = {settings.CELERY_BROKER_URL, settings.CACHES["default"]["LOCATION"]}
+    urls |= set(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"])
+
+    assert len(urls) == 3
+
+
+def test_redis_db_numbers_are_offsets_of_the_base_url() -> None:
+    assert redis_db_url("redis://127.0.0.1:6379", 0) == "redis://127.0.0.1:6379/0"
+    assert redis_db_url("redis://127.0.0.1:6379", 2) == "redis://127.0.0.1:6379/2"
+    assert redis_db_url("redis://:pw@host:1/10", 1) == "redis://:pw@host:1/11"
+
+
+def test_database_is_postgresql() -> None:
+    assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+def _settings_in_subprocess(env: dict[str, str], expression: str) -> str:
+    code = f"import django; django.setup(); from django.conf import settings; print({expression})"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_secret_key_is_generated_once_and_kept(tmp_path) -> None:
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="mcphub.settings", MCPHUB_VAR_DIR=str(tmp_path))
+    env.pop("SECRET_KEY", None)
+    # Point at the running services so the subprocess starts no embedded server of its own.
+    env.update(DATABASE_URL="postgresql://postgres@127.0.0.1:1/unused", REDIS_URL=settings.REDIS_URL)
+
+    first = _settings_in_subprocess(env, "settings.SECRET_KEY")
+    second = _settings_in_subprocess(env, "settings.SECRET_KEY")
+
+    assert first == second
+    assert len(first) >= 50
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert _settings_in_subprocess(dict(env, SECRET_KEY="from-env"), "settings.SECRET_KEY") == "from-env"
+
+
+def test_debug_and_allowed_hosts_from_environment(tmp_path) -> None:
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="mcphub.settings",
+        MCPHUB_VAR_DIR=str(tmp_path),
+        DATABASE_URL="postgresql://postgres@127.0.0.1:1/unused",
+        REDIS_URL=settings.REDIS_URL,
+        DEBUG="true",
+        ALLOWED_HOSTS="hub.example.com, other.example.com",
+    )
+
+    assert _settings_in_subprocess(env, "settings.DEBUG") == "True"
+    assert _settings_in_subprocess(env, "settings.ALLOWED_HOSTS") == "['hub.example.com', 'other.example.com']"
