@@ -18,12 +18,18 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PIP) install --quiet -r requirements-dev.txt
 	touch $@
 
+# The npm MCP server the tests talk to (server-everything), pinned by package-lock.json.
+NODE_SERVERS := tests/fixtures/node/node_modules/.package-lock.json
+$(NODE_SERVERS): tests/fixtures/node/package.json tests/fixtures/node/package-lock.json
+	cd tests/fixtures/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 venv: $(VENV)/.runtime
 
 run: $(VENV)/.runtime
 	$(PY) -m mcphub.launcher
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(NODE_SERVERS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

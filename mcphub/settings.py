@@ -185,6 +185,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# --- The hub ---------------------------------------------------------------------------
+# How long a server's tool list stays cached in Redis (it is also refreshed after discovery).
+MCPHUB_TOOLS_CACHE_TTL = int(os.environ.get("MCPHUB_TOOLS_CACHE_TTL", "300"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -14,11 +14,15 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.conf import settings
 
 from mcphub import embedded
+
+if TYPE_CHECKING:
+    from servers.upstream.config import UpstreamConfig
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -123,6 +127,112 @@ def run_web(env: dict[str, str]) -> Iterator[LiveServer]:
         process.terminate()
         try:
             process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- MCP servers to test against ----------------------------------------------------------
+
+FIXTURE_SERVER = BASE_DIR / "tests" / "fixtures" / "fixture_server.py"
+EVERYTHING = BASE_DIR / "tests" / "fixtures" / "node" / "node_modules" / ".bin" / "mcp-server-everything"
+MCP_SERVER_TIME = Path(sys.executable).parent / "mcp-server-time"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def stdio_config(*flags: str, id: int = 1, slug: str = "fixture", **overrides: object) -> UpstreamConfig:
+    """An upstream config running our SDK fixture server over stdio."""
+    from servers.upstream.config import UpstreamConfig
+
+    values: dict[str, object] = {
+        "id": id,
+        "slug": slug,
+        "transport": "stdio",
+        "command": sys.executable,
+        "args": (str(FIXTURE_SERVER), *flags),
+        "connect_timeout": 20.0,
+        "call_timeout": 30.0,
+    }
+    values.update(overrides)
+    return UpstreamConfig(**values)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def http_fixture_server(*flags: str, port: int | None = None) -> Iterator[str]:
+    """Our fixture server over HTTP (`--http`, or `--sse` when flagged); yields its endpoint URL."""
+    port = port or free_port()
+    sse = "--sse" in flags
+    args = [a for a in flags if a != "--sse"]
+    mode = ["--sse", str(port)] if sse else ["--http", str(port)]
+    process = subprocess.Popen([sys.executable, str(FIXTURE_SERVER), *mode, *args], stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/sse" if sse else f"http://127.0.0.1:{port}/mcp"
+    try:
+        wait_for(lambda: _port_open(port), timeout=30, what=f"fixture server on {port}")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def everything_http_server(mode: str = "streamableHttp") -> Iterator[str]:
+    """server-everything from npm over HTTP; yields its endpoint URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(EVERYTHING), mode],
+        env=dict(os.environ, PORT=str(port)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: _port_open(port), timeout=60, what=f"server-everything on {port}")
+        yield f"http://127.0.0.1:{port}/" + ("mcp" if mode == "streamableHttp" else "sse")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, 15)
+        process.wait(timeout=15)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def celery_worker(transactional_db: None) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process on this run's broker and test database."""
+    from mcphub.celery import app
+
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "celery"),
+            "-A",
+            "mcphub",
+            "worker",
+            "--pool",
+            "solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=BASE_DIR,
+        env=hub_env(),
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: app.control.ping(timeout=1), timeout=60, what="the Celery worker")
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

@@ -1,0 +1,195 @@
+"""Discovery: list an upstream's tools, resources and prompts, upsert them, refresh the tool cache."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from servers.hooks import django_hooks
+from servers.models import McpServer, Prompt, Resource, Tool
+from servers.upstream.manager import upstream_manager
+from servers.upstream.session import UpstreamSession, describe, era_of
+
+
+@dataclass(frozen=True)
+class Discovered:
+    tools: list[Any]
+    resources: list[Any]
+    prompts: list[Any]
+    era: str
+    protocol_version: str
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    latency_ms: float
+    era: str = ""
+    protocol_version: str = ""
+    error: str = ""
+
+
+async def _with_session(server: McpServer, work: Any) -> Any:
+    """Connect once (a process of its own for stdio), run `work(session)`, disconnect."""
+    async with upstream_manager(django_hooks()) as manager:
+        return await work(manager.session(server.upstream_config()))
+
+
+async def _fetch(session: UpstreamSession) -> Discovered:
+    tools = await session.list_tools()
+    resources = await session.list_resources()
+    prompts = await session.list_prompts()
+    version = session.protocol_version
+    return Discovered(tools, resources, prompts, era_of(version), version)
+
+
+def discover(server: McpServer) -> Discovered | None:
+    """Connect, list everything (all pages), upsert; returns None and records the error on failure."""
+    try:
+        found = async_to_sync(_with_session)(server, _fetch)
+    except Exception as exc:
+        McpServer.objects.filter(pk=server.pk).update(discovery_error=describe(exc))
+        return None
+    store(server, found)
+    return found
+
+
+@transaction.atomic
+def store(server: McpServer, found: Discovered) -> None:
+    """Upsert what discovery found; capabilities no longer offered are removed."""
+    now = timezone.now()
+    _upsert(
+        Tool,
+        server,
+        "name",
+        {
+            tool.name: {
+                "title": tool.title or "",
+                "description": tool.description or "",
+                "input_schema": tool.input_schema,
+                "output_schema": tool.output_schema,
+                "annotations": tool.annotations.model_dump(mode="json", exclude_none=True)
+                if tool.annotations
+                else None,
+            }
+            for tool in found.tools
+        },
+        now,
+    )
+    _upsert(
+        Resource,
+        server,
+        "uri",
+        {
+            str(resource.uri): {
+                "name": resource.name,
+                "title": resource.title or "",
+                "description": resource.description or "",
+                "mime_type": resource.mime_type or "",
+            }
+            for resource in found.resources
+        },
+        now,
+    )
+    _upsert(
+        Prompt,
+        server,
+        "name",
+        {
+            prompt.name: {
+                "title": prompt.title or "",
+                "description": prompt.description or "",
+                "arguments": [a.model_dump(mode="json", exclude_none=True) for a in prompt.arguments or []],
+            }
+            for prompt in found.prompts
+        },
+        now,
+    )
+    McpServer.objects.filter(pk=server.pk).update(
+        last_discovered_at=now, discovery_error="", era=found.era, protocol_version=found.protocol_version
+    )
+    transaction.on_commit(lambda: invalidate_tool_cache(server.pk))
+
+
+def _dump(model: Any) -> Any:
+    return model.model_dump(mode="json", exclude_none=True) if model is not None else None
+
+
+def _upsert(model: Any, server: McpServer, key: str, found: dict[str, dict[str, Any]], now: Any) -> None:
+    existing = {getattr(row, key): row for row in model.objects.filter(server=server)}
+    for identity, fields in found.items():
+        row = existing.pop(identity, None)
+        if row is None:
+            model.objects.create(server=server, **{key: identity}, **fields, first_seen=now, last_seen=now)
+        else:
+            for name, value in fields.items():
+                setattr(row, name, value)
+            row.last_seen = now
+            row.save()
+    model.objects.filter(pk__in=[row.pk for row in existing.values()]).delete()
+
+
+# --- tool-list cache --------------------------------------------------------------------
+
+
+def _tool_cache_key(server: McpServer) -> str:
+    # The filter version is in the key: an allow/deny-list edit can never serve the old list.
+    return f"tools:{server.pk}:{server.filter_version}"
+
+
+def cached_tools(server: McpServer) -> list[dict[str, Any]]:
+    """The server's visible, enabled tools as MCP tool dicts, from Redis (filled from the database)."""
+    key = _tool_cache_key(server)
+    tools = cache.get(key)
+    if tools is None:
+        tools = [
+            tool_to_dict(tool)
+            for tool in server.tools.filter(enabled=True).order_by("name")
+            if server.tool_visible(tool.name)
+        ]
+        cache.set(key, tools, settings.MCPHUB_TOOLS_CACHE_TTL)
+    return tools
+
+
+def invalidate_tool_cache(server_id: int) -> None:
+    cache.delete_pattern(f"tools:{server_id}:*")
+
+
+def tool_to_dict(tool: Tool) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": tool.name, "inputSchema": tool.input_schema or {"type": "object"}}
+    if tool.title:
+        data["title"] = tool.title
+    if tool.description:
+        data["description"] = tool.description
+    if tool.output_schema:
+        data["outputSchema"] = tool.output_schema
+    if tool.annotations:
+        data["annotations"] = tool.annotations
+    return data
+
+
+# --- probe ----------------------------------------------------------------------------------
+
+
+def probe(server: McpServer) -> ProbeResult:
+    """Connect and make one era-appropriate round trip (ping, or server/discover); never raises."""
+
+    async def round_trip(session: UpstreamSession) -> ProbeResult:
+        await session.ping()
+        started = time.perf_counter()
+        await session.ping()
+        version = session.protocol_version
+        return ProbeResult(True, (time.perf_counter() - started) * 1000, era_of(version), version)
+
+    started = time.perf_counter()
+    try:
+        return async_to_sync(_with_session)(server, round_trip)
+    except Exception as exc:
+        return ProbeResult(False, (time.perf_counter() - started) * 1000, error=describe(exc))

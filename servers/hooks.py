@@ -1,0 +1,64 @@
+"""What the upstream layer's reports do in the hub: persist the era, keep stderr, rediscover.
+
+The upstream layer calls these from its event loop; the ORM and Celery are
+blocking, so the work runs on one background thread, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+
+from django.db import connection
+
+from servers.upstream import stderr
+from servers.upstream.session import SessionHooks
+
+logger = logging.getLogger(__name__)
+
+
+@cache
+def _executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="upstream-hooks")
+
+
+def _in_background(work: Callable[[], None]) -> None:
+    def run() -> None:
+        try:
+            work()
+        except Exception:
+            logger.exception("upstream hook failed")
+        finally:
+            connection.close()  # this thread's own connection; never left open
+
+    _executor().submit(run)
+
+
+def _save_era(server_id: int, era: str, version: str) -> None:
+    from servers.models import McpServer
+
+    _in_background(lambda: McpServer.objects.filter(pk=server_id).update(era=era, protocol_version=version))
+
+
+def _keep_stderr(server_id: int, lines: list[str]) -> None:
+    # Already called off the event loop (the stdio transport uses a worker thread).
+    try:
+        stderr.append_lines(server_id, lines)
+    except Exception:
+        logger.warning("stderr of server %s not kept: Redis unavailable", server_id)
+
+
+def _rediscover(server_id: int) -> None:
+    from servers.services import schedule_discovery
+
+    _in_background(lambda: schedule_discovery([server_id]))
+
+
+def _log_restart(server_id: int, reason: str) -> None:
+    logger.info("upstream server %s reconnecting: %s", server_id, reason)
+
+
+def django_hooks() -> SessionHooks:
+    return SessionHooks(on_era=_save_era, on_stderr=_keep_stderr, on_tools_changed=_rediscover, on_restart=_log_restart)

@@ -1,0 +1,221 @@
+"""The registry: MCP servers and the tools, resources and prompts discovered on them."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from servers.secrets import EncryptedJSONField
+from servers.upstream.config import UpstreamConfig
+
+slug_validator = RegexValidator(r"^[a-z0-9-]+$", "Use lowercase letters, digits and hyphens only.")
+
+
+def _positive(value: float) -> None:
+    if value is None or value <= 0:
+        raise ValidationError("Must be greater than zero.")
+
+
+class Transport(models.TextChoices):
+    STDIO = "stdio", "stdio (local process)"
+    STREAMABLE_HTTP = "streamable_http", "Streamable HTTP"
+    SSE = "sse", "SSE (legacy HTTP)"
+
+
+class Status(models.TextChoices):
+    """Written by the health checks (monitoring); read by the gateway's circuit breaker."""
+
+    UNKNOWN = "unknown"
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+class Era(models.TextChoices):
+    """The MCP protocol era an upstream speaks, detected once and remembered."""
+
+    UNKNOWN = "", "not detected yet"
+    STATELESS = "stateless", "2026-07-28 (stateless)"
+    HANDSHAKE = "handshake", "handshake (2025-11-25 and older)"
+
+
+class McpServer(models.Model):
+    name = models.CharField(max_length=100)
+    slug = models.CharField(
+        max_length=30,
+        unique=True,
+        validators=[slug_validator],
+        help_text="Tool prefix at /mcp: <slug>__<tool>. Lowercase letters, digits, hyphens; at most 30.",
+    )
+    description = models.TextField(blank=True)
+    transport = models.CharField(max_length=20, choices=Transport.choices, default=Transport.STDIO)
+
+    # stdio
+    command = models.CharField(max_length=500, blank=True, help_text="Absolute path, or a program found on PATH.")
+    args = models.JSONField(default=list, blank=True, help_text='A JSON list of strings, e.g. ["--port", "1"].')
+    env = EncryptedJSONField(blank=True, default=dict, help_text="Environment variables (encrypted, shown masked).")
+    cwd = models.CharField(max_length=500, blank=True, help_text="Working directory of the process.")
+
+    # HTTP
+    url = models.URLField(max_length=500, blank=True)
+    headers = EncryptedJSONField(blank=True, default=dict, help_text="HTTP headers (encrypted, shown masked).")
+
+    enabled = models.BooleanField(default=True)
+    tags = models.JSONField(default=list, blank=True, help_text="A JSON list of strings.")
+    connect_timeout = models.FloatField(default=10.0, validators=[_positive], help_text="Seconds.")
+    call_timeout = models.FloatField(default=60.0, validators=[_positive], help_text="Seconds.")
+    tool_allowlist = models.JSONField(default=list, blank=True, help_text='Glob patterns, e.g. ["get_*"]; empty: all.')
+    tool_denylist = models.JSONField(default=list, blank=True, help_text="Glob patterns of tools to hide.")
+    max_concurrent_calls = models.PositiveIntegerField(default=16, validators=[MinValueValidator(1)])
+    health_check_interval = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1)])
+    idle_timeout = models.PositiveIntegerField(
+        default=0, help_text="Seconds without calls before a stdio process is stopped; 0 keeps it running."
+    )
+
+    # Learned and derived state.
+    era = models.CharField(max_length=20, choices=Era.choices, blank=True, default=Era.UNKNOWN)
+    protocol_version = models.CharField(max_length=20, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNKNOWN)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_discovered_at = models.DateTimeField(null=True, blank=True)
+    discovery_error = models.TextField(blank=True)
+    # Bumped by every configuration change and by "restart": live sessions compare it
+    # with theirs and reconnect, in every web process.
+    config_version = models.PositiveIntegerField(default=1)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "MCP server"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.transport == Transport.STDIO:
+            if not self.command:
+                errors["command"] = "A stdio server needs a command."
+            elif not resolve_command(self.command):
+                errors["command"] = f"{self.command!r} is not an executable file nor a program found on PATH."
+            if self.cwd and not os.path.isdir(self.cwd):
+                errors["cwd"] = f"{self.cwd!r} is not a directory."
+        else:
+            if not self.url:
+                errors["url"] = "An HTTP server needs a URL."
+            elif not self.url.startswith(("http://", "https://")):
+                errors["url"] = "Only http:// and https:// URLs are allowed."
+        for field in ("args", "tags", "tool_allowlist", "tool_denylist"):
+            if not _is_string_list(getattr(self, field)):
+                errors[field] = "Must be a JSON list of strings."
+        for field in ("env", "headers"):
+            value = getattr(self, field)
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                errors[field] = "Must be a JSON object whose values are strings."
+        if errors:
+            raise ValidationError(errors)
+
+    def tool_visible(self, tool_name: str) -> bool:
+        """Whether the allow/deny lists let this tool through (deny wins)."""
+        if any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in self.tool_denylist):
+            return False
+        return not self.tool_allowlist or any(fnmatch.fnmatchcase(tool_name, p) for p in self.tool_allowlist)
+
+    @property
+    def filter_version(self) -> str:
+        """Short hash of the allow/deny lists: part of the tool-list cache key."""
+        lists = json.dumps([self.tool_allowlist, self.tool_denylist], sort_keys=True)
+        return hashlib.sha256(lists.encode()).hexdigest()[:12]
+
+    def upstream_config(self) -> UpstreamConfig:
+        """Everything the upstream layer needs to connect, in plain data (secrets decrypted)."""
+        return UpstreamConfig.from_mapping(self.connection_config())
+
+    def connection_config(self) -> dict[str, Any]:
+        return {
+            "id": self.pk,
+            "slug": self.slug,
+            "transport": self.transport,
+            "command": resolve_command(self.command) if self.command else "",
+            "args": list(self.args),
+            "env": dict(self.env),
+            "cwd": self.cwd or None,
+            "url": self.url,
+            "headers": dict(self.headers),
+            "connect_timeout": self.connect_timeout,
+            "call_timeout": self.call_timeout,
+            "idle_timeout": self.idle_timeout,
+            "max_concurrent_calls": self.max_concurrent_calls,
+            "era": self.era,
+            "protocol_version": self.protocol_version,
+            "config_version": self.config_version,
+        }
+
+
+def resolve_command(command: str) -> str | None:
+    """The absolute path of an executable command, or None. Never through a shell."""
+    if os.path.isabs(command):
+        return command if os.path.isfile(command) and os.access(command, os.X_OK) else None
+    return shutil.which(command)
+
+
+def _is_string_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+class Capability(models.Model):
+    """What discovery found on a server; upserted by servers.services.discover()."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE)
+    name = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True, help_text="Disabled ones are hidden from /mcp.")
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tool(Capability):
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools")
+    input_schema = models.JSONField(default=dict)
+    output_schema = models.JSONField(null=True, blank=True)
+    annotations = models.JSONField(null=True, blank=True)
+
+    class Meta(Capability.Meta):
+        constraints = [models.UniqueConstraint(fields=["server", "name"], name="unique_tool_per_server")]
+
+
+class Resource(Capability):
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="resources")
+    uri = models.CharField(max_length=1000)
+    mime_type = models.CharField(max_length=200, blank=True)
+
+    class Meta(Capability.Meta):
+        constraints = [models.UniqueConstraint(fields=["server", "uri"], name="unique_resource_per_server")]
+
+
+class Prompt(Capability):
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="prompts")
+    arguments = models.JSONField(default=list, blank=True)
+
+    class Meta(Capability.Meta):
+        constraints = [models.UniqueConstraint(fields=["server", "name"], name="unique_prompt_per_server")]

@@ -1,0 +1,104 @@
+"""Every write to the registry goes through one of these functions (no signals).
+
+Views, admin actions, management commands and tasks call these; they keep
+the side effects (discovery on commit, config versioning) in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.db.models import F
+
+from servers.discovery import Discovered, ProbeResult, discover, probe
+from servers.models import McpServer
+
+# Fields whose change means live upstream sessions must reconnect.
+CONNECTION_FIELDS = (
+    "transport",
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "url",
+    "headers",
+    "connect_timeout",
+    "call_timeout",
+    "idle_timeout",
+    "max_concurrent_calls",
+)
+
+
+def save_server(server: McpServer, *, previous: McpServer | None = None) -> McpServer:
+    """Validate and save a server, then schedule its discovery once the transaction commits.
+
+    `previous` is the stored version before the edit (None for a new server): when a
+    connection field changed, live sessions in every web process reconnect.
+    """
+    server.full_clean()
+    if previous is not None and _connection_changed(previous, server):
+        server.config_version = previous.config_version + 1
+        server.era = ""  # the new command or URL may speak another protocol era
+    server.save()
+    schedule_discovery([server.pk])
+    return server
+
+
+def _connection_changed(old: McpServer, new: McpServer) -> bool:
+    return any(getattr(old, name) != getattr(new, name) for name in CONNECTION_FIELDS)
+
+
+def schedule_discovery(server_ids: Iterable[int]) -> None:
+    """Queue tools/resources/prompts discovery for these servers after the current transaction."""
+    from servers.tasks import discover_server
+
+    for server_id in list(server_ids):
+        transaction.on_commit(lambda server_id=server_id: discover_server.delay(server_id))
+
+
+def set_enabled(server_ids: Iterable[int], enabled: bool) -> int:
+    """Enable or disable servers; returns how many changed."""
+    ids = list(server_ids)
+    changed = McpServer.objects.filter(pk__in=ids).exclude(enabled=enabled).update(enabled=enabled)
+    if enabled:
+        schedule_discovery(ids)
+    return changed
+
+
+def request_restart(server_ids: Iterable[int]) -> int:
+    """Ask every web process to restart these servers' sessions (processes) on next use."""
+    return McpServer.objects.filter(pk__in=list(server_ids)).update(config_version=F("config_version") + 1)
+
+
+def delete_server(server: McpServer) -> None:
+    server.delete()
+
+
+def set_tools_enabled(changes: dict[int, bool]) -> int:
+    """Enable or disable discovered tools by id (the admin toggle); returns how many rows changed.
+
+    The affected servers' cached tool lists are dropped after commit, so /mcp sees the change.
+    """
+    from servers.discovery import invalidate_tool_cache
+    from servers.models import Tool
+
+    changed = 0
+    for enabled in (True, False):
+        ids = [pk for pk, value in changes.items() if value is enabled]
+        if ids:
+            changed += Tool.objects.filter(pk__in=ids).exclude(enabled=enabled).update(enabled=enabled)
+    if changed:
+        for server_id in set(Tool.objects.filter(pk__in=list(changes)).values_list("server_id", flat=True)):
+            transaction.on_commit(lambda server_id=server_id: invalidate_tool_cache(server_id))
+    return changed
+
+
+def check_server(server: McpServer) -> ProbeResult:
+    """Connect to the server and make one round trip now (admin "Check now")."""
+    return probe(server)
+
+
+def discover_now(server: McpServer) -> Discovered | None:
+    """Run discovery in this process (tests, the worker's task)."""
+    return discover(server)

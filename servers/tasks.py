@@ -1,0 +1,16 @@
+"""Celery tasks of the registry."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from servers.models import McpServer
+from servers.services import discover_now
+
+
+@shared_task(ignore_result=True)
+def discover_server(server_id: int) -> None:
+    """List the server's tools, resources and prompts and store them (after a save, a restart, list_changed)."""
+    server = McpServer.objects.filter(pk=server_id, enabled=True).first()
+    if server is not None:
+        discover_now(server)

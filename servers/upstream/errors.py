@@ -1,0 +1,31 @@
+"""Errors of the upstream layer; each carries the request-log outcome it maps to."""
+
+from __future__ import annotations
+
+
+class UpstreamError(Exception):
+    """An upstream call failed before a result came back."""
+
+    outcome = "upstream_down"
+
+    def __init__(self, server_slug: str, message: str) -> None:
+        super().__init__(f"{server_slug}: {message}")
+        self.server_slug = server_slug
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The server could not be reached or started (or is in its restart backoff)."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The server did not answer within the configured limit."""
+
+    outcome = "timeout"
+
+
+class UpstreamCrashed(UpstreamError):
+    """The connection or process died while the request was in flight."""
+
+
+class UpstreamOverloaded(UpstreamError):
+    """Too many calls are waiting for this server."""

@@ -1,0 +1,69 @@
+"""HTTP transports (Streamable HTTP and legacy SSE) over one pooled keep-alive client per upstream."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
+import mcp.client.sse as sdk_sse
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+from servers.upstream.config import UpstreamConfig
+
+# Transport-level retries: httpx retries only failed connection attempts, i.e. requests that
+# cannot have reached the server, so retrying a tools/call this way never runs it twice.
+CONNECT_RETRIES = 2
+
+# The SDK's SSE client caps one event at 1 MiB with no parameter; results of several MB must pass.
+sdk_sse.sse_within_origin = functools.partial(sdk_sse.sse_within_origin, max_event_size=None)
+
+
+class SessionLostFlag:
+    """Set when a handshake-era server answered 404 to our session id: it restarted and forgot us."""
+
+    def __init__(self) -> None:
+        self.lost = False
+
+    async def on_response(self, response: httpx2.Response) -> None:
+        if response.status_code == 404 and "mcp-session-id" in response.request.headers:
+            self.lost = True
+
+
+def make_http_client(config: UpstreamConfig, flag: SessionLostFlag | None = None) -> httpx2.AsyncClient:
+    """A keep-alive pool for one upstream: its headers, timeouts and concurrency."""
+    hooks: dict[str, list[Any]] = {"response": [flag.on_response]} if flag else {}
+    limits = httpx2.Limits(
+        max_connections=config.max_concurrent_calls + 2,  # + the GET stream and a spare
+        max_keepalive_connections=config.max_concurrent_calls + 2,
+        keepalive_expiry=60,
+    )
+    return httpx2.AsyncClient(
+        headers=config.headers,
+        # Reads may be long (SSE streams, slow tools); the call timeout is enforced above this layer.
+        timeout=httpx2.Timeout(config.connect_timeout, read=max(config.call_timeout * 2, 300)),
+        transport=httpx2.AsyncHTTPTransport(retries=CONNECT_RETRIES, limits=limits),
+        event_hooks=hooks,
+        follow_redirects=False,
+    )
+
+
+@asynccontextmanager
+async def http_transport(config: UpstreamConfig, flag: SessionLostFlag) -> AsyncIterator[Any]:
+    """The SDK transport for this upstream, with our pooled client (closed when the transport ends)."""
+    if config.transport == "sse":
+
+        def factory(headers: Any = None, timeout: Any = None, auth: Any = None) -> httpx2.AsyncClient:
+            return make_http_client(config, flag)
+
+        async with sse_client(config.url, httpx_client_factory=factory, sse_read_timeout=86400) as streams:
+            yield streams
+        return
+    async with (
+        make_http_client(config, flag) as client,
+        streamable_http_client(config.url, http_client=client, max_sse_event_size=None) as streams,
+    ):
+        yield streams

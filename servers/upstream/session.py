@@ -1,0 +1,340 @@
+"""One supervised connection to one upstream MCP server.
+
+A single supervisor task owns the SDK `Client`: it enters and exits it in the
+same task (the SDK's task groups require that), reconnects with exponential
+backoff after a crash, stops an idle stdio process, and reconnects when the
+configuration changes. Calls come from any task of the same event loop and
+share the connection; every wait is bounded, so a silent or dead server gives
+an error, never a hang.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+import mcp_types as types
+from mcp import Client, MCPError
+from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from servers.upstream.config import UpstreamConfig
+from servers.upstream.errors import UpstreamCrashed, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from servers.upstream.http import SessionLostFlag, http_transport
+from servers.upstream.stdio import ProcessInfo, stdio_transport
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_MIN = 0.5
+BACKOFF_MAX = 30.0
+# A connection that lived this long was healthy: the next crash starts the backoff over.
+HEALTHY_AFTER = 30.0
+POLL_INTERVAL = 0.25
+
+T = TypeVar("T")
+ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+def _noop(*args: Any) -> None:
+    return None
+
+
+@dataclass
+class SessionHooks:
+    """How the upstream layer reports what it learns; the owner decides what to persist."""
+
+    on_era: Callable[[int, str, str], None] = _noop  # server id, era, protocol version
+    on_stderr: Callable[[int, list[str]], None] = _noop  # server id, lines
+    on_tools_changed: Callable[[int], None] = _noop  # server id
+    on_restart: Callable[[int, str], None] = _noop  # server id, reason
+
+
+@dataclass
+class SessionStats:
+    restarts: int = 0
+    connected_since: float | None = None
+    last_used: float = field(default_factory=time.monotonic)
+    last_error: str = ""
+    in_flight: int = 0
+
+
+def era_of(protocol_version: str) -> str:
+    return "stateless" if protocol_version in MODERN_PROTOCOL_VERSIONS else "handshake"
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason, digging into exception groups (the SDK raises those from its task groups)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+class UpstreamSession:
+    def __init__(self, config: UpstreamConfig, hooks: SessionHooks | None = None) -> None:
+        self.config = config
+        self.hooks = hooks or SessionHooks()
+        self.stats = SessionStats()
+        self.process = ProcessInfo()
+        self.state = "connecting"  # connecting | connected | backoff | stopped
+        self._client: Client | None = None
+        self._attempt_done = anyio.Event()
+        self._wake = anyio.Event()
+        self._stopping = False
+        self._retiring = False
+        self._reconnect_reason = ""
+        self._reconnect_now = False
+        self._session_lost = SessionLostFlag()
+
+    # --- supervisor ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The supervisor loop: connect, serve until the connection ends, back off, repeat."""
+        backoff = BACKOFF_MIN
+        try:
+            while not self._stopping:
+                self.state = "connecting"
+                self._reconnect_reason = ""
+                self._wake = anyio.Event()
+                started = time.monotonic()
+                try:
+                    # The connect deadline is lifted once connected. One scope around the whole
+                    # client: a scope closed while the SDK's task groups still run is an anyio error.
+                    with anyio.CancelScope(deadline=anyio.current_time() + self.config.connect_timeout) as scope:
+                        async with self._new_client() as client:
+                            scope.deadline = math.inf
+                            self._on_connected(client)
+                            await self._serve_until_done()
+                    if scope.cancelled_caught:
+                        raise TimeoutError(f"no connection within {self.config.connect_timeout:g} s")
+                except Exception as exc:
+                    self.stats.last_error = describe(exc)
+                    logger.warning("upstream %s: %s", self.config.slug, self.stats.last_error)
+                finally:
+                    self._client = None
+                    self.stats.connected_since = None
+                    self._finish_attempt()
+                if self._stopping or self._idle_expired() or self._retiring:
+                    break
+                reason = self._reconnect_reason or self.stats.last_error or "connection ended"
+                self.stats.restarts += 1
+                self.hooks.on_restart(self.config.id, reason)
+                if time.monotonic() - started > HEALTHY_AFTER:
+                    backoff = BACKOFF_MIN
+                if self._reconnect_now:
+                    self._reconnect_now = False
+                    continue
+                self.state = "backoff"
+                with anyio.move_on_after(backoff):
+                    await self._wake.wait()  # stop() cuts the backoff short
+                backoff = min(backoff * 2, BACKOFF_MAX)
+        finally:
+            self.state = "stopped"
+            self._finish_attempt()
+
+    def _new_client(self) -> AbstractAsyncContextManager[Client]:
+        config = self.config
+        if config.transport == "stdio":
+            self.process = ProcessInfo()
+            transport: Any = stdio_transport(config, self.process, lambda lines: self.hooks.on_stderr(config.id, lines))
+        else:
+            self._session_lost = SessionLostFlag()
+            transport = http_transport(config, self._session_lost)
+        # A remembered era skips the discover probe (which has a fixed 10 s timeout of its own).
+        if config.era == "handshake":
+            mode = "legacy"
+        elif config.era == "stateless" and config.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            mode = config.protocol_version
+        else:
+            mode = "auto"
+        return Client(
+            transport,
+            mode=mode,
+            read_timeout_seconds=config.call_timeout,
+            message_handler=self._on_message,
+            cache=None,  # the hub caches tool lists itself; a proxy must not serve stale lists
+        )
+
+    def _on_connected(self, client: Client) -> None:
+        self._client = client
+        self.state = "connected"
+        self.stats.connected_since = time.monotonic()
+        self.stats.last_error = ""
+        version = client.protocol_version
+        era = era_of(version)
+        if era != self.config.era or version != self.config.protocol_version:
+            self.hooks.on_era(self.config.id, era, version)
+        self._finish_attempt()
+
+    async def _serve_until_done(self) -> None:
+        while True:
+            with anyio.move_on_after(POLL_INTERVAL):
+                await self._wake.wait()
+            if self._stopping or self._reconnect_reason:
+                return
+            if self.process.exited.is_set() and self.config.transport == "stdio":
+                self._reconnect_reason = f"process exited (code {self.process.returncode})"
+                return
+            if self._idle_expired() or (self._retiring and self.stats.in_flight == 0):
+                return
+
+    def _idle_expired(self) -> bool:
+        idle = self.config.idle_timeout
+        return bool(
+            self.config.transport == "stdio"
+            and idle
+            and self.stats.in_flight == 0
+            and time.monotonic() - self.stats.last_used > idle
+        )
+
+    def _finish_attempt(self) -> None:
+        self._attempt_done.set()
+        self._attempt_done = anyio.Event()
+
+    async def _on_message(self, message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            self.hooks.on_tools_changed(self.config.id)
+
+    def request_reconnect(self, reason: str, immediate: bool = False) -> None:
+        """End the current connection; reconnect after the backoff, or at once when nothing is wrong upstream."""
+        self._reconnect_reason = reason
+        self._reconnect_now = immediate
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop now (hub shutdown); in-flight calls fail."""
+        self._stopping = True
+        self._wake.set()
+
+    def retire(self) -> None:
+        """Stop once the calls in flight are done (configuration changed: a new session takes over)."""
+        self._retiring = True
+        self._wake.set()
+
+    @property
+    def usable(self) -> bool:
+        return self.state != "stopped" and not self._stopping and not self._retiring
+
+    # --- calls -------------------------------------------------------------------------
+
+    async def _connected_client(self) -> Client:
+        """The live client; waits for a connection attempt in progress, fails fast during backoff."""
+        if self._client is not None:
+            return self._client
+        if self.state in ("backoff", "stopped"):
+            raise UpstreamUnavailable(self.config.slug, self.stats.last_error or "not connected")
+        with anyio.move_on_after(self.config.connect_timeout + 1):
+            await self._attempt_done.wait()
+        if self._client is None:
+            reason = self.stats.last_error or f"no connection within {self.config.connect_timeout:g} s"
+            raise UpstreamUnavailable(self.config.slug, reason)
+        return self._client
+
+    async def request(self, operation: Callable[[Client], Awaitable[T]], timeout: float | None = None) -> T:
+        """Run one request on the shared connection, mapping every failure to an UpstreamError."""
+        limit = timeout or self.config.call_timeout
+        self.stats.in_flight += 1
+        self.stats.last_used = time.monotonic()
+        try:
+            for attempt in (1, 2):
+                client = await self._connected_client()
+                try:
+                    # The SDK enforces the read timeout; this outer bound also covers writes and queues.
+                    with anyio.fail_after(limit + 5):
+                        return await operation(client)
+                except MCPError as exc:
+                    if exc.code == REQUEST_TIMEOUT:
+                        raise UpstreamTimeout(self.config.slug, f"no answer within {limit:g} s") from exc
+                    if self._session_lost.lost and attempt == 1:
+                        # The server restarted and refused our session id (404): it never ran the
+                        # call, so re-initialize and send it once more.
+                        self.request_reconnect("session not found", immediate=True)
+                        await self._wait_for_new_client(client)
+                        continue
+                    if exc.code != CONNECTION_CLOSED:
+                        raise
+                    self.request_reconnect(describe(exc))
+                    raise UpstreamCrashed(self.config.slug, f"connection lost during the call ({exc.message})") from exc
+                except TimeoutError as exc:
+                    raise UpstreamTimeout(self.config.slug, f"no answer within {limit:g} s") from exc
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+                    self.request_reconnect(describe(exc))
+                    raise UpstreamCrashed(self.config.slug, "connection lost during the call") from exc
+            raise UpstreamUnavailable(self.config.slug, "the session could not be re-established")
+        finally:
+            self.stats.in_flight -= 1
+            self.stats.last_used = time.monotonic()
+
+    async def _wait_for_new_client(self, old: Client) -> None:
+        with anyio.move_on_after(self.config.connect_timeout + 1):
+            while self._client is None or self._client is old:
+                if self.state == "stopped":
+                    return
+                await anyio.sleep(0.01)
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None,
+        progress_callback: ProgressCallback | None = None,
+        timeout: float | None = None,
+    ) -> types.CallToolResult:
+        limit = timeout or self.config.call_timeout
+        return await self.request(
+            lambda c: c.call_tool(name, arguments, read_timeout_seconds=limit, progress_callback=progress_callback),
+            limit,
+        )
+
+    async def list_tools(self) -> list[types.Tool]:
+        return await self._paginate(lambda c, cursor: c.list_tools(cursor=cursor), "tools")
+
+    async def list_resources(self) -> list[types.Resource]:
+        if not self._supports("resources"):
+            return []
+        return await self._paginate(lambda c, cursor: c.list_resources(cursor=cursor), "resources")
+
+    async def list_prompts(self) -> list[types.Prompt]:
+        if not self._supports("prompts"):
+            return []
+        return await self._paginate(lambda c, cursor: c.list_prompts(cursor=cursor), "prompts")
+
+    async def read_resource(self, uri: str) -> types.ReadResourceResult:
+        return await self.request(lambda c: c.read_resource(uri))
+
+    async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
+        return await self.request(lambda c: c.get_prompt(name, arguments))
+
+    async def ping(self) -> None:
+        """Prove the connection answers: `ping` in the handshake era, `server/discover` in the stateless one."""
+        await self.request(
+            lambda c: (
+                c.session.send_discover(c.protocol_version)
+                if era_of(c.protocol_version) == "stateless"
+                else c.send_ping()
+            )
+        )
+
+    @property
+    def protocol_version(self) -> str:
+        return self._client.protocol_version if self._client is not None else self.config.protocol_version
+
+    def _supports(self, capability: str) -> bool:
+        client = self._client
+        return client is None or getattr(client.server_capabilities, capability, None) is not None
+
+    async def _paginate(self, fetch: Callable[[Client, str | None], Awaitable[Any]], attribute: str) -> list[Any]:
+        items: list[Any] = []
+        cursor: str | None = None
+        for _page in range(1000):  # a paginator that never ends must not hang discovery
+            page = await self.request(lambda c, cursor=cursor: fetch(c, cursor))
+            items.extend(getattr(page, attribute))
+            cursor = page.next_cursor
+            if not cursor:
+                return items
+        raise UpstreamError(self.config.slug, f"{attribute}/list did not end after 1000 pages")

@@ -1,0 +1,123 @@
+"""Discovery: tools, resources and prompts upserted from real servers; the cached tool list."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import transaction
+
+from servers import services
+from servers.discovery import cached_tools, invalidate_tool_cache
+from servers.models import McpServer, Tool
+from tests.conftest import FIXTURE_SERVER, wait_for
+
+
+def fixture_server(*flags: str, slug: str = "fixture", **fields: object) -> McpServer:
+    return McpServer.objects.create(
+        name=slug, slug=slug, command=sys.executable, args=[str(FIXTURE_SERVER), *flags], **fields
+    )
+
+
+@pytest.mark.django_db
+def test_discovery_stores_tools_resources_prompts_and_era() -> None:
+    server = fixture_server()
+
+    found = services.discover_now(server)
+
+    assert found is not None
+    server.refresh_from_db()
+    names = set(server.tools.values_list("name", flat=True))
+    assert {"echo", "add", "slow", "crash", "big", "fail"} <= names
+    add = server.tools.get(name="add")
+    assert add.input_schema["properties"].keys() >= {"a", "b"}
+    assert server.resources.filter(uri="fixture://hello").exists()
+    assert server.prompts.filter(name="greet").exists()
+    assert server.era == "stateless"
+    assert server.last_discovered_at is not None
+    assert server.discovery_error == ""
+
+
+@pytest.mark.django_db
+def test_discovery_follows_pagination() -> None:
+    server = fixture_server("--page-size", "2")
+
+    services.discover_now(server)
+
+    assert server.tools.count() >= 7
+
+
+@pytest.mark.django_db
+def test_rediscovery_keeps_admin_choices_and_drops_vanished_tools() -> None:
+    server = fixture_server()
+    services.discover_now(server)
+    server.tools.filter(name="echo").update(enabled=False)
+    Tool.objects.create(server=server, name="gone", input_schema={})
+
+    services.discover_now(server)
+
+    assert server.tools.get(name="echo").enabled is False
+    assert not server.tools.filter(name="gone").exists()
+
+
+@pytest.mark.django_db
+def test_failed_discovery_records_the_error() -> None:
+    server = fixture_server("--silent", connect_timeout=2)
+
+    assert services.discover_now(server) is None
+
+    server.refresh_from_db()
+    assert "no connection within 2 s" in server.discovery_error
+
+
+@pytest.mark.django_db
+def test_cached_tool_list_honours_allow_deny_and_enabled() -> None:
+    server = fixture_server(tool_allowlist=["e*", "a*", "b*"], tool_denylist=["big"])
+    services.discover_now(server)
+    server.tools.filter(name="add").update(enabled=False)
+    invalidate_tool_cache(server.pk)
+
+    assert [tool["name"] for tool in cached_tools(server)] == ["echo"]
+    # Served from Redis now: a database change alone does not show until invalidated.
+    server.tools.filter(name="add").update(enabled=True)
+    assert [tool["name"] for tool in cached_tools(server)] == ["echo"]
+    # An allowlist edit changes the key, so the new list is computed at once.
+    server.tool_allowlist = ["*"]
+    assert "add" in [tool["name"] for tool in cached_tools(server)]
+
+
+@pytest.mark.django_db
+def test_cached_tools_are_mcp_tool_dicts() -> None:
+    server = fixture_server()
+    services.discover_now(server)
+
+    echo = next(tool for tool in cached_tools(server) if tool["name"] == "echo")
+
+    assert echo["inputSchema"]["type"] == "object"
+    assert "description" in echo
+
+
+@pytest.mark.django_db(transaction=True)
+def test_save_schedules_discovery_on_commit() -> None:
+    queue = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    server = McpServer(name="fx", slug="fx", command=sys.executable, args=[str(FIXTURE_SERVER)])
+
+    with transaction.atomic():
+        services.save_server(server)
+        assert queue.llen("celery") == 0  # not before the commit
+
+    message = json.loads(queue.lindex("celery", 0))
+    assert message["headers"]["task"] == "servers.tasks.discover_server"
+    assert message["headers"]["argsrepr"] == f"({server.pk},)"
+
+
+@pytest.mark.slow
+def test_worker_discovers_a_saved_server(celery_worker) -> None:
+    server = services.save_server(McpServer(name="fx", slug="fx", command=sys.executable, args=[str(FIXTURE_SERVER)]))
+
+    wait_for(lambda: Tool.objects.filter(server=server, name="echo").exists(), timeout=90, what="worker discovery")
+    server.refresh_from_db()
+    assert server.era == "stateless"
