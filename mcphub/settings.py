@@ -188,6 +188,16 @@ SPECTACULAR_SETTINGS = {
 # --- The hub ---------------------------------------------------------------------------
 # How long a server's tool list stays cached in Redis (it is also refreshed after discovery).
 MCPHUB_TOOLS_CACHE_TTL = int(os.environ.get("MCPHUB_TOOLS_CACHE_TTL", "300"))
+# /mcp tool names are <slug><separator><tool>; the separator may not contain [a-z0-9-].
+MCPHUB_TOOL_SEPARATOR = os.environ.get("MCPHUB_TOOL_SEPARATOR", "__")
+if not MCPHUB_TOOL_SEPARATOR or any(c.isalnum() or c == "-" for c in MCPHUB_TOOL_SEPARATOR):
+    raise ValueError("MCPHUB_TOOL_SEPARATOR must be non-empty and contain no letters, digits or '-'")
+# Largest request body /mcp accepts (then 413).
+MCPHUB_MAX_REQUEST_BYTES = int(os.environ.get("MCPHUB_MAX_REQUEST_BYTES", str(4 * 1024 * 1024)))
+# Calls waiting for a free slot of one server (beyond its max concurrent calls) before "overloaded".
+MCPHUB_MAX_QUEUED_CALLS = int(os.environ.get("MCPHUB_MAX_QUEUED_CALLS", "64"))
+# Origins allowed to call /mcp from a browser (DNS-rebinding protection); hosts come from ALLOWED_HOSTS.
+MCPHUB_ALLOWED_ORIGINS = env_list("MCPHUB_ALLOWED_ORIGINS", "")
 
 LOGGING = {
     "version": 1,

@@ -160,6 +160,22 @@ def cached_tools(server: McpServer) -> list[dict[str, Any]]:
 
 def invalidate_tool_cache(server_id: int) -> None:
     cache.delete_pattern(f"tools:{server_id}:*")
+    bump_registry_version()
+
+
+REGISTRY_VERSION_KEY = "registry:version"
+
+
+def bump_registry_version() -> None:
+    """Tell every web process that servers or tools changed: gateways reload their snapshot."""
+    try:
+        cache.incr(REGISTRY_VERSION_KEY)
+    except ValueError:  # the key does not exist yet
+        cache.set(REGISTRY_VERSION_KEY, 1, timeout=None)
+
+
+def registry_version() -> int:
+    return int(cache.get(REGISTRY_VERSION_KEY) or 0)
 
 
 def tool_to_dict(tool: Tool) -> dict[str, Any]:

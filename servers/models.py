@@ -219,3 +219,35 @@ class Prompt(Capability):
 
     class Meta(Capability.Meta):
         constraints = [models.UniqueConstraint(fields=["server", "name"], name="unique_prompt_per_server")]
+
+
+class AccessToken(models.Model):
+    """A bearer token for /mcp and /api/. Only a SHA-256 of the secret is stored; it is shown once."""
+
+    PREFIX = "mcphub_"
+
+    name = models.CharField(max_length=100)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # The first characters, so admins can tell tokens apart without the secret.
+    hint = models.CharField(max_length=20, editable=False)
+    servers = models.ManyToManyField(
+        McpServer, blank=True, related_name="tokens", help_text="Servers this token may use; none selected: all."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.hint}…)"
+
+    @staticmethod
+    def hash_secret(secret: str) -> str:
+        # Tokens are 256-bit random values: a fast hash is enough (no dictionary to attack).
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()

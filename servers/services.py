@@ -6,13 +6,15 @@ the side effects (discovery on commit, config versioning) in one place.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import F
 
-from servers.discovery import Discovered, ProbeResult, discover, probe
-from servers.models import McpServer
+from servers.discovery import Discovered, ProbeResult, bump_registry_version, discover, probe
+from servers.models import AccessToken, McpServer
 
 # Fields whose change means live upstream sessions must reconnect.
 CONNECTION_FIELDS = (
@@ -41,6 +43,7 @@ def save_server(server: McpServer, *, previous: McpServer | None = None) -> McpS
         server.config_version = previous.config_version + 1
         server.era = ""  # the new command or URL may speak another protocol era
     server.save()
+    transaction.on_commit(bump_registry_version)
     schedule_discovery([server.pk])
     return server
 
@@ -61,6 +64,7 @@ def set_enabled(server_ids: Iterable[int], enabled: bool) -> int:
     """Enable or disable servers; returns how many changed."""
     ids = list(server_ids)
     changed = McpServer.objects.filter(pk__in=ids).exclude(enabled=enabled).update(enabled=enabled)
+    transaction.on_commit(bump_registry_version)
     if enabled:
         schedule_discovery(ids)
     return changed
@@ -68,11 +72,14 @@ def set_enabled(server_ids: Iterable[int], enabled: bool) -> int:
 
 def request_restart(server_ids: Iterable[int]) -> int:
     """Ask every web process to restart these servers' sessions (processes) on next use."""
-    return McpServer.objects.filter(pk__in=list(server_ids)).update(config_version=F("config_version") + 1)
+    changed = McpServer.objects.filter(pk__in=list(server_ids)).update(config_version=F("config_version") + 1)
+    transaction.on_commit(bump_registry_version)
+    return changed
 
 
 def delete_server(server: McpServer) -> None:
     server.delete()
+    transaction.on_commit(bump_registry_version)
 
 
 def set_tools_enabled(changes: dict[int, bool]) -> int:
@@ -102,3 +109,21 @@ def check_server(server: McpServer) -> ProbeResult:
 def discover_now(server: McpServer) -> Discovered | None:
     """Run discovery in this process (tests, the worker's task)."""
     return discover(server)
+
+
+def create_token(
+    name: str, server_slugs: Iterable[str] = (), expires_at: datetime | None = None
+) -> tuple[AccessToken, str]:
+    """Create an access token; returns it with its secret, which is never stored and shown only now."""
+    slugs = list(server_slugs)
+    servers = list(McpServer.objects.filter(slug__in=slugs))
+    missing = set(slugs) - {server.slug for server in servers}
+    if missing:
+        raise ValueError(f"unknown server slug(s): {', '.join(sorted(missing))}")
+    secret = AccessToken.PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        token = AccessToken.objects.create(
+            name=name, token_hash=AccessToken.hash_secret(secret), hint=secret[:12], expires_at=expires_at
+        )
+        token.servers.set(servers)
+    return token, secret

@@ -58,8 +58,23 @@ def _stop(process: subprocess.Popen[str], how: str) -> str:
     return output
 
 
-def _all_gone(pids: list[int]) -> bool:
-    return not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+def _survivors(pids: list[int]) -> list[str]:
+    alive = []
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            if process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{pid} {' '.join(process.cmdline())[:80]}")
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _assert_all_gone(pids: list[int]) -> None:
+    try:
+        wait_for(lambda: not _survivors(pids), timeout=90, what="hub processes to exit")
+    except AssertionError:
+        raise AssertionError(f"orphans left: {_survivors(pids)}") from None
 
 
 def _hub_pids(launcher_pid: int, var_dir: Path) -> list[int]:
@@ -97,7 +112,7 @@ def test_make_run_serves_admin_and_stops_everything(tmp_path: Path) -> None:
 
     assert launcher.returncode is not None
     assert password in output
-    wait_for(lambda: _all_gone(pids), timeout=30, what=f"no orphan among {pids}")
+    _assert_all_gone(pids)
 
     # Second start on the same var/: data kept, no new password, Ctrl-C to the group stops it all.
     launcher = _start_launcher(var_dir, port)
@@ -109,7 +124,7 @@ def test_make_run_serves_admin_and_stops_everything(tmp_path: Path) -> None:
         output = _stop(launcher, "sigint-group")
 
     assert password not in output
-    wait_for(lambda: _all_gone(pids), timeout=30, what=f"no orphan among {pids}")
+    _assert_all_gone(pids)
 
 
 def test_admin_password_from_environment(tmp_path: Path) -> None:
