@@ -1,4 +1,4 @@
-"""ASGI entry point: Channels routes HTTP to Django and WebSockets to consumers."""
+"""ASGI entry point: /mcp to the MCP gateway, other HTTP to Django, lifespan to the gateway."""
 
 import os
 
@@ -9,10 +9,25 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcphub.settings")
 # Initialise Django (apps, settings) before anything imports models.
 django_asgi_app = get_asgi_application()
 
+from typing import Any  # noqa: E402
+
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+from servers.gateway.app import lifespan, mcp_app  # noqa: E402
+
+
+async def http_router(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """/mcp and /mcp/<slug>/ bypass Django (no middleware on the call path); the rest is Django."""
+    path = scope["path"]
+    if path == "/mcp" or path.startswith("/mcp/"):
+        await mcp_app(scope, receive, send)
+    else:
+        await django_asgi_app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_router,
+        "lifespan": lifespan,
     }
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
+from celery.schedules import crontab
 
 from mcphub import embedded
 
@@ -144,6 +145,24 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # The beat schedule, in code: one entry per periodic task (run by `celery -A mcphub beat`).
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+
+# --- Request logs (logs app) -----------------------------------------------------------
+LOGS = {
+    "RETENTION_MONTHS": int(os.environ.get("LOGS_RETENTION_MONTHS", "6")),  # full months kept besides this one
+    "MONTHS_AHEAD": 3,  # partitions created ahead of the current month
+    "WRITER_BATCH_SIZE": 1000,  # COPY a batch every this many records...
+    "WRITER_FLUSH_INTERVAL": 1.0,  # ...or every this many seconds, whichever comes first
+    "WRITER_MAX_BUFFER": 100_000,  # records queued in memory per process
+    "SPOOL_DIR": VAR_DIR / "logs-spool",  # records kept here while PostgreSQL is down
+    "API_DEFAULT_WINDOW_HOURS": 24,  # GET /api/logs/ without since/until
+    "API_MAX_WINDOW_DAYS": 31,  # the widest since..until a request may ask for
+}
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "logs-ensure-partitions": {"task": "logs.ensure_partitions", "schedule": crontab(hour=0, minute=17)},
+        "logs-drop-old-partitions": {"task": "logs.drop_old_partitions", "schedule": crontab(hour=3, minute=47)},
+    }
+)
 
 # --- Auth, sessions, static ----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

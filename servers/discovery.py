@@ -6,10 +6,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from servers.hooks import django_hooks
@@ -61,9 +61,29 @@ def discover(server: McpServer) -> Discovered | None:
     return found
 
 
+async def rediscover_live(server_id: int, session: UpstreamSession) -> None:
+    """Re-list through a live session (after its notifications/tools/list_changed) and store the result.
+
+    A fresh connection would not do: a server's runtime tool changes live in that process.
+    """
+    found = await _fetch(session)
+    await sync_to_async(_store_by_id, thread_sensitive=False)(server_id, found)
+
+
+def _store_by_id(server_id: int, found: Discovered) -> None:
+    try:
+        server = McpServer.objects.filter(pk=server_id).first()
+        if server is not None:
+            store(server, found)
+    finally:
+        connection.close()
+
+
 @transaction.atomic
 def store(server: McpServer, found: Discovered) -> None:
     """Upsert what discovery found; capabilities no longer offered are removed."""
+    # Row lock: two discoveries of one server (worker and gateway) store one after the other.
+    McpServer.objects.select_for_update().filter(pk=server.pk).first()
     now = timezone.now()
     _upsert(
         Tool,

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -83,6 +84,7 @@ def http_get(url: str, timeout: float = 10.0) -> HttpResponse:
 class LiveServer:
     url: str
     process: subprocess.Popen[bytes]
+    log: Path
 
 
 def hub_env(**overrides: str) -> dict[str, str]:
@@ -110,19 +112,28 @@ def live_database_url() -> str:
 
 @contextlib.contextmanager
 def run_web(env: dict[str, str]) -> Iterator[LiveServer]:
-    """Run the ASGI app under daphne on a free loopback port until the block ends."""
+    """Run the ASGI app under daphne on a free loopback port until the block ends.
+
+    Its output goes to a file (a pipe nobody reads would fill up and stall it); the
+    file's tail is printed when the block fails.
+    """
     port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="daphne-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "mcphub.asgi:application"],
         cwd=BASE_DIR,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: http_get(url + "/healthz", timeout=5).status, timeout=60, what="daphne to answer")
-        yield LiveServer(url, process)
+        yield LiveServer(url, process, Path(log.name))
+    except BaseException:
+        print(f"--- daphne output ({log.name}), last lines ---")
+        print("\n".join(Path(log.name).read_text(errors="replace").splitlines()[-60:]))
+        raise
     finally:
         process.terminate()
         try:
@@ -130,6 +141,7 @@ def run_web(env: dict[str, str]) -> Iterator[LiveServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
 
 
 # --- MCP servers to test against ----------------------------------------------------------

@@ -7,8 +7,9 @@ first use and are replaced when the server's `config_version` moves on.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -34,6 +35,10 @@ class UpstreamManager:
         self._sessions[config.id] = session
         self._task_group.start_soon(session.run, name=f"upstream:{config.slug}")
         return session
+
+    def start_soon(self, function: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run background work (e.g. a re-discovery) in the manager's task group."""
+        self._task_group.start_soon(function, *args)
 
     def get(self, server_id: int) -> UpstreamSession | None:
         return self._sessions.get(server_id)

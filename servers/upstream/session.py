@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
+from anyio.abc import TaskStatus
 from mcp import Client, MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -107,10 +108,14 @@ class UpstreamSession:
                     # The connect deadline is lifted once connected. One scope around the whole
                     # client: a scope closed while the SDK's task groups still run is an anyio error.
                     with anyio.CancelScope(deadline=anyio.current_time() + self.config.connect_timeout) as scope:
-                        async with self._new_client() as client:
+                        async with self._new_client() as client, anyio.create_task_group() as listeners:
+                            if era_of(client.protocol_version) == "stateless" and self._announces_changes(client):
+                                # Subscribed before the first call: a change made by that call is not missed.
+                                await listeners.start(self._listen_for_changes, client)
                             scope.deadline = math.inf
                             self._on_connected(client)
                             await self._serve_until_done()
+                            listeners.cancel_scope.cancel()
                     if scope.cancelled_caught:
                         raise TimeoutError(f"no connection within {self.config.connect_timeout:g} s")
                 except Exception as exc:
@@ -146,13 +151,10 @@ class UpstreamSession:
         else:
             self._session_lost = SessionLostFlag()
             transport = http_transport(config, self._session_lost)
-        # A remembered era skips the discover probe (which has a fixed 10 s timeout of its own).
-        if config.era == "handshake":
-            mode = "legacy"
-        elif config.era == "stateless" and config.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            mode = config.protocol_version
-        else:
-            mode = "auto"
+        # A remembered handshake era skips the discover probe (it has a fixed 10 s timeout of its own,
+        # which a handshake-only server may make us wait out). Stateless servers answer the probe at
+        # once, and its result carries the capabilities we need (e.g. tools.listChanged).
+        mode = "legacy" if config.era == "handshake" else "auto"
         return Client(
             transport,
             mode=mode,
@@ -196,6 +198,26 @@ class UpstreamSession:
     def _finish_attempt(self) -> None:
         self._attempt_done.set()
         self._attempt_done = anyio.Event()
+
+    @staticmethod
+    def _announces_changes(client: Client) -> bool:
+        tools = client.server_capabilities.tools
+        return bool(tools and tools.list_changed)
+
+    async def _listen_for_changes(self, client: Client, *, task_status: TaskStatus[None]) -> None:
+        """2026-07-28 servers announce list changes only on a `subscriptions/listen` stream."""
+        started = False
+        try:
+            async with client.listen(tools_list_changed=True) as subscription:
+                task_status.started()
+                started = True
+                async for _event in subscription:
+                    self.hooks.on_tools_changed(self.config.id)
+        except Exception as exc:
+            # Not fatal: calls still work; the list is refreshed by the next discovery.
+            logger.info("upstream %s: change subscription ended: %s", self.config.slug, describe(exc))
+        if not started:
+            task_status.started()
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, types.ToolListChangedNotification):

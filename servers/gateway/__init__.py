@@ -1,0 +1,1 @@
+"""The aggregated MCP endpoint (/mcp) and the per-server endpoints (/mcp/<slug>/)."""

@@ -1,0 +1,140 @@
+"""The ASGI app behind /mcp and /mcp/<slug>/: bearer-token check, then the SDK's session manager.
+
+Django's ASGI handler ignores the lifespan protocol, so the gateway starts
+lazily on the first request, in a long-lived task of the server's event loop
+(the SDK's session manager and our upstream sessions need one task to own
+their task groups). Under a server that speaks lifespan (uvicorn) it is also
+started at startup and stopped cleanly at shutdown; elsewhere stdio children
+are killed at interpreter exit (servers.upstream.stdio).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import anyio
+
+from servers.gateway.auth import authenticate_cached, bearer_secret
+from servers.gateway.server import Gateway, RequestScope
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+
+class GatewayRunner:
+    """Owns the process's Gateway and the task it runs in."""
+
+    def __init__(self) -> None:
+        self.gateway: Gateway | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Event | None = None
+        self._stop: anyio.Event | None = None
+        self._error: BaseException | None = None
+
+    async def ensure_started(self) -> Gateway:
+        if self._task is None or self._task.done():
+            self.gateway = Gateway()
+            self._ready = asyncio.Event()
+            self._stop = anyio.Event()
+            self._error = None
+            self._task = asyncio.get_running_loop().create_task(self._run(self.gateway, self._ready, self._stop))
+        assert self._ready is not None
+        await self._ready.wait()
+        if self._error is not None or self.gateway is None:
+            raise RuntimeError(f"the MCP gateway failed to start: {self._error}")
+        return self.gateway
+
+    async def _run(self, gateway: Gateway, ready: asyncio.Event, stop: anyio.Event) -> None:
+        try:
+            await gateway.run(ready.set, stop)
+        except BaseException as exc:
+            self._error = exc
+            logger.exception("MCP gateway stopped with an error")
+        finally:
+            ready.set()
+
+    async def stop(self) -> None:
+        if self._task is not None and self._stop is not None:
+            self._stop.set()
+            await self._task
+            self._task = None
+
+
+runner = GatewayRunner()
+
+
+async def _json_response(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+    """Start the gateway with the server and stop it (and every upstream child) on shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await runner.ensure_started()
+            except Exception as exc:
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await runner.stop()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """/mcp and /mcp/<slug>/: 401 without a valid token, 404/403 for an unknown or forbidden server."""
+    path = scope["path"].rstrip("/")
+    slug = None if path == "/mcp" else path.removeprefix("/mcp/")
+    if slug is not None and (not slug or "/" in slug):
+        await _json_response(send, 404, {"error": "not found"}, [])
+        return
+    secret = bearer_secret(_header(scope, b"authorization"))
+    token = await authenticate_cached(secret) if secret else None
+    if token is None:
+        await _json_response(
+            send,
+            401,
+            {"error": "a valid token is required: Authorization: Bearer <token>"},
+            [(b"www-authenticate", b'Bearer realm="mcphub"')],
+        )
+        return
+    gateway = await runner.ensure_started()
+    if slug is not None:
+        entry = gateway.snapshot.servers.get(slug)
+        if entry is None:
+            await _json_response(send, 404, {"error": f"no enabled server {slug!r}"}, [])
+            return
+        if not token.allows(entry.id):
+            await _json_response(send, 403, {"error": f"this token may not use {slug!r}"}, [])
+            return
+    await gateway.session_manager.handle_request(
+        {**scope, "mcphub": RequestScope(token=token, slug=slug)}, receive, send
+    )

@@ -1,0 +1,98 @@
+"""An in-memory snapshot of what /mcp offers, so a call touches no database or Redis.
+
+Rebuilt from PostgreSQL and the cached tool lists when the registry version in
+Redis moves (servers.discovery.bump_registry_version), checked at most once a
+second by the gateway's refresh loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection
+
+from servers.discovery import cached_tools
+from servers.gateway.names import public_name, public_uri
+from servers.models import McpServer, Status
+from servers.upstream.config import UpstreamConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerEntry:
+    id: int
+    slug: str
+    status: str
+    config: UpstreamConfig
+    tools: dict[str, dict[str, Any]]  # public name -> MCP tool dict (with the public name)
+    tool_names: dict[str, str]  # public name -> upstream name
+    resources: list[dict[str, Any]]
+    prompts: list[dict[str, Any]]
+
+    @property
+    def down(self) -> bool:
+        return self.status == Status.DOWN
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int = -1
+    servers: dict[str, ServerEntry] = field(default_factory=dict)  # by slug
+    tool_index: dict[str, tuple[ServerEntry, str]] = field(default_factory=dict)  # public name -> (server, tool)
+
+    def tool_signature(self) -> frozenset[str]:
+        return frozenset(self.tool_index)
+
+
+def build_snapshot(version: int) -> Snapshot:
+    """Read every enabled server and its visible tools (runs in a worker thread: it uses the ORM)."""
+    try:
+        servers: dict[str, ServerEntry] = {}
+        index: dict[str, tuple[ServerEntry, str]] = {}
+        queryset = McpServer.objects.filter(enabled=True).prefetch_related("resources", "prompts")
+        for server in queryset:
+            entry = _entry(server)
+            servers[server.slug] = entry
+            for public, original in entry.tool_names.items():
+                index[public] = (entry, original)
+        return Snapshot(version, servers, index)
+    finally:
+        connection.close()  # a worker thread's connection; do not leave it open
+
+
+def _entry(server: McpServer) -> ServerEntry:
+    tools: dict[str, dict[str, Any]] = {}
+    names: dict[str, str] = {}
+    for tool in cached_tools(server):
+        public = public_name(server.slug, tool["name"])
+        if public in names:
+            logger.error("server %s: tool %r shortens to %r, already taken; hidden", server.slug, tool["name"], public)
+            continue
+        names[public] = tool["name"]
+        tools[public] = {**tool, "name": public}
+    resources = [
+        {
+            "uri": public_uri(server.slug, resource.uri),
+            "name": f"{server.slug}/{resource.name}",
+            **({"description": resource.description} if resource.description else {}),
+            **({"mimeType": resource.mime_type} if resource.mime_type else {}),
+        }
+        for resource in server.resources.all()
+        if resource.enabled
+    ]
+    prompts = [
+        {
+            "name": public_name(server.slug, prompt.name),
+            "original": prompt.name,
+            **({"description": prompt.description} if prompt.description else {}),
+            "arguments": prompt.arguments,
+        }
+        for prompt in server.prompts.all()
+        if prompt.enabled
+    ]
+    return ServerEntry(
+        server.pk, server.slug, server.status, server.upstream_config(), tools, names, resources, prompts
+    )

@@ -1,0 +1,431 @@
+"""The hub's own MCP server: every enabled server's tools, resources and prompts behind one endpoint.
+
+Built on the SDK's low-level `Server` and its streamable-HTTP session manager,
+which serve both protocol eras on one endpoint (the 2026-07-28 stateless one
+and the handshake era with `Mcp-Session-Id`). Requests for `/mcp` see
+namespaced names; requests for `/mcp/<slug>/` see that server's original names.
+Lists come from the in-memory snapshot; calls go to the upstream layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import anyio
+import mcp_types as types
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from mcp.server import InitializationOptions, NotificationOptions, Server, ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult
+from mcp.server.session import ServerSession
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from logs.writer import LogRecord, submit
+from servers.discovery import rediscover_live, registry_version
+from servers.gateway.auth import TokenInfo
+from servers.gateway.names import split_uri
+from servers.gateway.registry import ServerEntry, Snapshot, build_snapshot
+from servers.hooks import django_hooks
+from servers.upstream.errors import UpstreamError, UpstreamOverloaded, UpstreamTimeout
+from servers.upstream.manager import UpstreamManager, upstream_manager
+
+logger = logging.getLogger(__name__)
+
+Ctx = ServerRequestContext[Any, Any]
+REFRESH_SECONDS = 1.0
+SNAPSHOT_MAX_AGE = 30.0
+MAX_REMEMBERED_SESSIONS = 10_000
+
+
+@dataclass(frozen=True)
+class RequestScope:
+    """Who is asking and through which endpoint; set on the ASGI scope by the gateway app."""
+
+    token: TokenInfo
+    slug: str | None  # /mcp/<slug>/, or None for the aggregated /mcp
+
+    @classmethod
+    def of(cls, ctx: Ctx) -> RequestScope:
+        if ctx.request is None or "mcphub" not in ctx.request.scope:
+            raise MCPError(types.INVALID_REQUEST, "request did not come through the hub's endpoint")
+        return ctx.request.scope["mcphub"]
+
+
+class HubServer(Server[Any]):
+    """Advertises list_changed in the handshake era (the session manager asks for default options)."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        options = notification_options or NotificationOptions(
+            tools_changed=True, prompts_changed=True, resources_changed=True
+        )
+        return super().create_initialization_options(options, experimental_capabilities, extensions)
+
+
+class ServerGate:
+    """Per-server concurrency: `limit` calls at once, a bounded number waiting, then "overloaded"."""
+
+    def __init__(self, limit: int, queue_limit: int) -> None:
+        self.limit = limit
+        self.queue_limit = queue_limit
+        self.waiting = 0
+        self._semaphore = anyio.Semaphore(limit)
+
+    @asynccontextmanager
+    async def slot(self, slug: str, timeout: float) -> AsyncIterator[None]:
+        if self._semaphore.value == 0 and self.waiting >= self.queue_limit:
+            raise UpstreamOverloaded(slug, f"{self.waiting} calls already waiting for a free slot")
+        self.waiting += 1
+        try:
+            with anyio.fail_after(timeout):
+                await self._semaphore.acquire()
+        except TimeoutError as exc:
+            raise UpstreamTimeout(slug, f"no free call slot within {timeout:g} s") from exc
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+
+
+def _security_settings() -> TransportSecuritySettings:
+    """DNS-rebinding protection from ALLOWED_HOSTS and MCPHUB_ALLOWED_ORIGINS."""
+    hosts = list(settings.ALLOWED_HOSTS)
+    if "*" in hosts:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    allowed_hosts = [pattern for host in hosts for pattern in (host, f"{host}:*")]
+    origins = list(settings.MCPHUB_ALLOWED_ORIGINS) + [
+        f"{scheme}://{host}:*" for host in hosts for scheme in ("http", "https")
+    ]
+    origins += [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=allowed_hosts, allowed_origins=origins
+    )
+
+
+class Gateway:
+    """One per web process: the MCP server, its session manager, the upstreams and the snapshot."""
+
+    def __init__(self) -> None:
+        self.snapshot = Snapshot()
+        self.upstreams: UpstreamManager | None = None
+        self._gates: dict[int, ServerGate] = {}
+        # Handshake-era sessions by Mcp-Session-Id (strong references: a request's ctx.session is
+        # otherwise collected when the request ends). Pruned when a send fails; bounded.
+        self._downstream: dict[str, ServerSession] = {}
+        self._bus = InMemorySubscriptionBus()
+        self._snapshot_at = 0.0
+        self._rediscovering: set[int] = set()
+        self._rediscover_again: set[int] = set()
+        self.server = HubServer(
+            "mcphub",
+            version="1.0",
+            instructions="Tools of every MCP server registered in this hub, named <server>__<tool>.",
+            on_list_tools=self.list_tools,
+            on_call_tool=self.call_tool,
+            on_list_resources=self.list_resources,
+            on_read_resource=self.read_resource,
+            on_list_prompts=self.list_prompts,
+            on_get_prompt=self.get_prompt,
+            on_subscriptions_listen=ListenHandler(self._bus),
+        )
+        self.server.middleware.append(self._remember_session)
+        self.session_manager = StreamableHTTPSessionManager(
+            app=self.server,
+            security_settings=_security_settings(),
+            max_request_body_size=settings.MCPHUB_MAX_REQUEST_BYTES,
+        )
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def run(self, started: Callable[[], None], stop: anyio.Event) -> None:
+        """Serve until `stop` is set: upstream sessions, the SDK session manager, the refresh loop."""
+        hooks = replace(django_hooks(), on_tools_changed=self._on_upstream_tools_changed)
+        async with upstream_manager(hooks) as upstreams, self.session_manager.run():
+            self.upstreams = upstreams
+            await self.refresh(force=True)
+            started()
+            while not stop.is_set():
+                with anyio.move_on_after(REFRESH_SECONDS):
+                    await stop.wait()
+                try:
+                    await self.refresh()
+                except Exception:
+                    logger.exception("gateway snapshot refresh failed; keeping the previous one")
+            self.upstreams = None
+
+    async def refresh(self, force: bool = False) -> None:
+        """Reload the snapshot when the registry version moved; tell clients when the tool set changed."""
+        version = await sync_to_async(registry_version, thread_sensitive=False)()
+        stale = time.monotonic() - self._snapshot_at > SNAPSHOT_MAX_AGE
+        if not force and not stale and version == self.snapshot.version:
+            return
+        old = self.snapshot
+        self.snapshot = await sync_to_async(build_snapshot, thread_sensitive=False)(version)
+        self._snapshot_at = time.monotonic()
+        if old.version >= 0 and old.tool_signature() != self.snapshot.tool_signature():
+            await self._announce_tools_changed()
+
+    def _on_upstream_tools_changed(self, server_id: int) -> None:
+        # Called from the upstream's message handler: re-list in the background, through the live session.
+        upstreams = self.upstreams
+        session = upstreams.get(server_id) if upstreams is not None else None
+        if upstreams is None or session is None:
+            return
+        if server_id in self._rediscovering:
+            self._rediscover_again.add(server_id)  # coalesced: one more pass after the running one
+            return
+        self._rediscovering.add(server_id)
+        upstreams.start_soon(self._rediscover, server_id, session)
+
+    async def _rediscover(self, server_id: int, session: Any) -> None:
+        try:
+            while True:
+                logger.info("server %s announced a tool list change; re-listing", server_id)
+                try:
+                    await rediscover_live(server_id, session)
+                except Exception:
+                    logger.exception("re-discovery of server %s after list_changed failed", server_id)
+                if server_id not in self._rediscover_again:
+                    break
+                self._rediscover_again.discard(server_id)
+        finally:
+            self._rediscovering.discard(server_id)
+        await self.refresh(force=True)
+
+    async def _announce_tools_changed(self) -> None:
+        logger.info("tool list changed; telling %d connected sessions", len(self._downstream))
+        await self._bus.publish(ToolsListChanged())
+        for session_id, session in list(self._downstream.items()):
+            try:
+                with anyio.fail_after(5):
+                    await session.send_tool_list_changed()
+            except Exception:
+                self._downstream.pop(session_id, None)  # that client has gone
+
+    async def _remember_session(self, ctx: Ctx, call_next: CallNext) -> HandlerResult:
+        session_id = ctx.request.headers.get("mcp-session-id") if ctx.request is not None else None
+        if session_id and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            if session_id not in self._downstream and len(self._downstream) >= MAX_REMEMBERED_SESSIONS:
+                self._downstream.pop(next(iter(self._downstream)))  # forget the oldest
+            self._downstream[session_id] = ctx.session
+        return await call_next(ctx)
+
+    # --- what a request may see ----------------------------------------------------------
+
+    def _visible(self, scope: RequestScope) -> list[ServerEntry]:
+        if scope.slug is not None:
+            entry = self.snapshot.servers.get(scope.slug)
+            return [entry] if entry is not None and scope.token.allows(entry.id) else []
+        return [entry for entry in self.snapshot.servers.values() if scope.token.allows(entry.id)]
+
+    # --- tools ------------------------------------------------------------------------------
+
+    async def list_tools(self, ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        scope = RequestScope.of(ctx)
+        entries = self._visible(scope)
+        if scope.slug is not None:
+            tools = [
+                {**tool, "name": entry.tool_names[public]} for entry in entries for public, tool in entry.tools.items()
+            ]
+        else:
+            tools = [tool for entry in entries for tool in entry.tools.values()]
+        return types.ListToolsResult(tools=[types.Tool.model_validate(tool) for tool in tools])
+
+    def _resolve_tool(self, scope: RequestScope, name: str) -> tuple[ServerEntry, str] | None:
+        if scope.slug is None:
+            return self.snapshot.tool_index.get(name)
+        entry = self.snapshot.servers.get(scope.slug)
+        if entry is None or name not in entry.tool_names.values():
+            return None
+        return entry, name
+
+    async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+        scope = RequestScope.of(ctx)
+        call = CallRecorder(ctx, scope, params.name)
+        resolved = self._resolve_tool(scope, params.name)
+        if resolved is None:
+            call.finish("protocol_error", error=f"unknown tool {params.name!r}", code=types.INVALID_PARAMS)
+            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+        entry, tool = resolved
+        call.server(entry, tool)
+        if not scope.token.allows(entry.id):
+            # Same answer as for a tool that does not exist: a token learns nothing of other servers.
+            call.finish("denied", error="token not allowed on this server", code=types.INVALID_PARAMS)
+            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+        progress = ctx.session.report_progress if ctx.meta and "progress_token" in ctx.meta else None
+
+        async def operation() -> types.CallToolResult:
+            session = self._session(entry)
+            return await session.call_tool(tool, params.arguments, progress_callback=progress)
+
+        result = await self._forward(call, entry, operation)
+        if isinstance(result, types.CallToolResult):
+            call.finish("tool_error" if result.is_error else "ok", result=result)
+            return result
+        return result.as_tool_error()
+
+    # --- resources and prompts ------------------------------------------------------------------
+
+    async def list_resources(self, ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
+        scope = RequestScope.of(ctx)
+        resources = []
+        for entry in self._visible(scope):
+            for resource in entry.resources:
+                if scope.slug is not None:
+                    _slug, original = split_uri(resource["uri"]) or ("", resource["uri"])
+                    resource = {**resource, "uri": original, "name": resource["name"].split("/", 1)[-1]}
+                resources.append(types.Resource.model_validate(resource))
+        return types.ListResourcesResult(resources=resources)
+
+    async def read_resource(self, ctx: Ctx, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        scope = RequestScope.of(ctx)
+        uri = str(params.uri)
+        if scope.slug is not None:
+            slug, original = scope.slug, uri
+        else:
+            slug, original = split_uri(uri) or ("", "")
+        call = CallRecorder(ctx, scope, f"resource:{uri}")
+        entry = self.snapshot.servers.get(slug)
+        if entry is None or not scope.token.allows(entry.id):
+            call.finish("denied" if entry else "protocol_error", error="unknown resource", code=types.INVALID_PARAMS)
+            raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {uri}")
+        call.server(entry, f"resource:{original}")
+
+        async def operation() -> types.ReadResourceResult:
+            return await self._session(entry).read_resource(original)
+
+        result = await self._forward(call, entry, operation)
+        if isinstance(result, ForwardFailure):
+            raise MCPError(types.INTERNAL_ERROR, result.message)
+        call.finish("ok", result=result)
+        if scope.slug is None:
+            for content in result.contents:
+                content.uri = uri if str(content.uri) == original else content.uri
+        return result
+
+    async def list_prompts(self, ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+        scope = RequestScope.of(ctx)
+        prompts = []
+        for entry in self._visible(scope):
+            for prompt in entry.prompts:
+                name = prompt["original"] if scope.slug is not None else prompt["name"]
+                fields = {k: v for k, v in prompt.items() if k not in ("name", "original")}
+                prompts.append(types.Prompt.model_validate({**fields, "name": name}))
+        return types.ListPromptsResult(prompts=prompts)
+
+    async def get_prompt(self, ctx: Ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        scope = RequestScope.of(ctx)
+        call = CallRecorder(ctx, scope, f"prompt:{params.name}")
+        found = None
+        for entry in self._visible(scope):
+            for prompt in entry.prompts:
+                wanted = prompt["original"] if scope.slug is not None else prompt["name"]
+                if wanted == params.name:
+                    found = (entry, prompt["original"])
+        if found is None:
+            call.finish("protocol_error", error="unknown prompt", code=types.INVALID_PARAMS)
+            raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {params.name}")
+        entry, original = found
+        call.server(entry, f"prompt:{original}")
+
+        async def operation() -> types.GetPromptResult:
+            return await self._session(entry).get_prompt(original, params.arguments)
+
+        result = await self._forward(call, entry, operation)
+        if isinstance(result, ForwardFailure):
+            raise MCPError(types.INTERNAL_ERROR, result.message)
+        call.finish("ok", result=result)
+        return result
+
+    # --- forwarding ---------------------------------------------------------------------------
+
+    def _session(self, entry: ServerEntry) -> Any:
+        if self.upstreams is None:
+            raise UpstreamError(entry.slug, "the hub is shutting down")
+        return self.upstreams.session(entry.config)
+
+    def _gate(self, entry: ServerEntry) -> ServerGate:
+        gate = self._gates.get(entry.id)
+        if gate is None or gate.limit != entry.config.max_concurrent_calls:
+            gate = ServerGate(entry.config.max_concurrent_calls, settings.MCPHUB_MAX_QUEUED_CALLS)
+            self._gates[entry.id] = gate
+        return gate
+
+    async def _forward(self, call: CallRecorder, entry: ServerEntry, operation: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one upstream request under the circuit breaker and the server's gate; never raises upstream errors."""
+        if entry.down:
+            failure = ForwardFailure(f"{entry.slug}: server is down (failing health checks); try again later")
+            call.finish("upstream_down", error=failure.message)
+            return failure
+        try:
+            async with self._gate(entry).slot(entry.slug, entry.config.call_timeout):
+                return await operation()
+        except UpstreamError as exc:
+            call.finish(exc.outcome, error=str(exc))
+            return ForwardFailure(str(exc))
+        except MCPError as exc:
+            call.finish("protocol_error", error=exc.message, code=exc.code)
+            raise
+        except anyio.get_cancelled_exc_class():
+            call.finish("protocol_error", error="cancelled by the client")
+            raise
+
+
+@dataclass(frozen=True)
+class ForwardFailure:
+    """An upstream failure, turned into a tool error the client can show (never a hang, never a 500)."""
+
+    message: str
+
+    def as_tool_error(self) -> types.CallToolResult:
+        return types.CallToolResult(content=[types.TextContent(type="text", text=self.message)], is_error=True)
+
+
+class CallRecorder:
+    """Builds the request-log record of one call and hands it to the writer (a non-blocking put)."""
+
+    def __init__(self, ctx: Ctx, scope: RequestScope, name: str) -> None:
+        self._started = time.perf_counter()
+        headers = ctx.request.headers if ctx.request is not None else {}
+        self._record = LogRecord(
+            outcome="ok",
+            tool=name,
+            token_id=scope.token.id,
+            session_id=headers.get("mcp-session-id", "") or "",
+            protocol_era="stateless" if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS else "handshake",
+            request_bytes=int(headers.get("content-length", 0) or 0),
+        )
+        self._done = False
+
+    def server(self, entry: ServerEntry, tool: str) -> None:
+        self._record.server_id = entry.id
+        self._record.server_slug = entry.slug
+        self._record.tool = tool
+
+    def finish(self, outcome: str, *, result: Any = None, error: str = "", code: int | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        record = self._record
+        record.outcome = outcome
+        record.latency_ms = (time.perf_counter() - self._started) * 1000
+        record.error = error
+        record.error_code = code
+        if result is not None:
+            record.response_bytes = len(result.model_dump_json(by_alias=True, exclude_none=True))
+        submit(record)

@@ -1,0 +1,74 @@
+"""Tokens at /mcp: 401 without a valid one; a limited token sees and calls only its servers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx2
+import pytest
+from django.utils import timezone
+from mcp import MCPError
+
+from servers import services
+from servers.models import AccessToken
+from tests.gateway.conftest import Hub
+
+pytestmark = pytest.mark.slow
+
+INITIALIZE = (
+    b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",'
+    b'"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}'
+)
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Basic abc", "Bearer"])
+def test_missing_or_invalid_token_is_401(hub: Hub, authorization: str | None) -> None:
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+
+    response = httpx2.post(hub.url + "/mcp", content=INITIALIZE, headers=headers, timeout=30)
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_expired_token_is_401(hub: Hub) -> None:
+    token, secret = services.create_token("old")
+    AccessToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+
+    assert hub.post(INITIALIZE, token=secret).status_code == 401
+
+
+@pytest.fixture
+def quick_only_token(hub: Hub) -> str:
+    return services.create_token("quick-only", ["quick"])[1]
+
+
+@pytest.mark.anyio
+async def test_limited_token_sees_and_calls_only_its_servers(hub: Hub, quick_only_token: str) -> None:
+    async with hub.client(token=quick_only_token) as client:
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        allowed = await client.call_tool("quick__echo", {"text": "ok"})
+        with pytest.raises(MCPError) as error:
+            await client.call_tool("fixture__echo", {"text": "no"})
+
+    assert tools and all(name.startswith("quick__") for name in tools)
+    assert allowed.content[0].text == "ok"
+    assert error.value.code == -32602
+
+
+def test_per_server_endpoint_checks_the_token(hub: Hub, quick_only_token: str) -> None:
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+    forbidden = httpx2.post(
+        hub.url + "/mcp/fixture/",
+        content=INITIALIZE,
+        headers={**headers, "Authorization": f"Bearer {quick_only_token}"},
+    )
+    unknown = httpx2.post(
+        hub.url + "/mcp/nope/", content=INITIALIZE, headers={**headers, "Authorization": f"Bearer {hub.token}"}
+    )
+
+    assert forbidden.status_code == 403
+    assert unknown.status_code == 404
