@@ -1,0 +1,237 @@
+"""The same tools/call on an HTTP upstream: direct vs through the hub, daphne vs uvicorn.
+
+    .venv/bin/python benchmarks/gateway.py
+
+Uses a scratch database (<name>_bench) on the hub's PostgreSQL and Redis
+databases 13-15, registers 20 servers (one real fixture upstream over HTTP plus
+19 more entries), runs the web process under daphne and then uvicorn with call
+records on, and prints p50/p95/p99 latency and calls/s at concurrency 1 and 32,
+the ratios, and the web process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+BIN = Path(sys.executable).parent
+FIXTURE = BASE_DIR / "tests" / "fixtures" / "fixture_server.py"
+CALLS_AT_1 = 400
+CALLS_PER_CLIENT_AT_32 = 60
+SERVERS = 20
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def bench_environment() -> dict[str, str]:
+    """A scratch database and Redis DBs of our own, on the servers the hub would use."""
+    from mcphub import embedded
+
+    base = os.environ.get("DATABASE_URL") or embedded.postgres_url()
+    redis = os.environ.get("REDIS_URL") or embedded.redis_url()
+    import dj_database_url
+    import psycopg
+
+    db = dj_database_url.parse(base)
+    name = f"{db['NAME']}_bench"
+    host = db.get("OPTIONS", {}).get("host") or db["HOST"]
+    connect = {"host": host, "port": db["PORT"] or None, "user": db["USER"], "password": db["PASSWORD"] or None}
+    with psycopg.connect(dbname="postgres", autocommit=True, **connect) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = base.rsplit("/", 1)[0] + "/" + name + (("?" + base.split("?", 1)[1]) if "?" in base else "")
+    redis_base = redis.rstrip("/").rsplit("/", 1)[0] if redis.count("/") > 2 else redis
+    return dict(os.environ, DATABASE_URL=url, REDIS_URL=f"{redis_base}/13", PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING")
+
+
+def prepare(env: dict[str, str], upstream_url: str) -> str:
+    """Migrate, register the servers, discover them, create a token; returns the token."""
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True)
+    script = f"""
+import django; django.setup()
+from django.core.cache import cache
+from servers import services
+from servers.models import McpServer
+cache.clear()
+for i in range({SERVERS}):
+    server = McpServer.objects.create(name=f"bench{{i}}", slug=f"bench{{i}}", transport="streamable_http",
+                                      url={upstream_url!r}, max_concurrent_calls=64)
+    services.discover_now(server)
+print(services.create_token("bench")[1])
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=BASE_DIR, env=env, check=True, capture_output=True, text=True
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+@contextlib.contextmanager
+def web(kind: str, env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    if kind == "daphne":
+        command = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "mcphub.asgi:application"]
+    else:
+        command = [
+            str(BIN / "uvicorn"),
+            "mcphub.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--lifespan",
+            "on",
+            "--log-level",
+            "warning",
+        ]
+    process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+class PeakRss:
+    """Samples a process's resident memory every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self._process = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                self.peak = max(self.peak, self._process.memory_info().rss)
+            time.sleep(0.05)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def run_load(url: str, token: str | None, tool: str, clients: int, calls_each: int) -> tuple[list[float], float]:
+    import anyio
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    latencies: list[float] = []
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def one_client() -> None:
+        limits = httpx2.Limits(max_connections=4)
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=60, limits=limits) as http,
+            Client(streamable_http_client(url, http_client=http), cache=None, read_timeout_seconds=60) as client,
+        ):
+            await client.list_tools()
+            await client.call_tool(tool, {"text": "warm"})
+            for _ in range(calls_each):
+                started = time.perf_counter()
+                await client.call_tool(tool, {"text": "hello"})
+                latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(clients):
+            tg.start_soon(one_client)
+    return latencies, len(latencies) / (time.perf_counter() - started)
+
+
+def summary(latencies: list[float], rate: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
+    return {"p50": statistics.median(ordered) * 1000, "p95": pick(0.95), "p99": pick(0.99), "rate": rate}
+
+
+def line(label: str, s: dict[str, float]) -> str:
+    return (
+        f"{label:34} p50 {s['p50']:7.2f} ms  p95 {s['p95']:7.2f} ms  p99 {s['p99']:7.2f} ms  {s['rate']:8.0f} calls/s"
+    )
+
+
+def main() -> None:
+    import anyio
+
+    upstream_port = free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, str(FIXTURE), "--http", str(upstream_port), "--json-response"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(upstream_port)
+        upstream_url = f"http://127.0.0.1:{upstream_port}/mcp"
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcphub.settings")
+        env = bench_environment()
+        token = prepare(env, upstream_url)
+
+        results: dict[str, dict[str, float]] = {}
+        for concurrency, calls in ((1, CALLS_AT_1), (32, CALLS_PER_CLIENT_AT_32)):
+            results[f"direct c{concurrency}"] = summary(
+                *anyio.run(run_load, upstream_url, None, "echo", concurrency, calls)
+            )
+        rss: dict[str, float] = {}
+        for kind in ("daphne", "uvicorn"):
+            port = free_port()
+            with web(kind, env, port) as process, PeakRss(process.pid) as peak:
+                hub_url = f"http://127.0.0.1:{port}/mcp"
+                for concurrency, calls in ((1, CALLS_AT_1), (32, CALLS_PER_CLIENT_AT_32)):
+                    results[f"{kind} c{concurrency}"] = summary(
+                        *anyio.run(run_load, hub_url, token, "bench0__echo", concurrency, calls)
+                    )
+            rss[kind] = peak.peak / 2**20
+    finally:
+        upstream.terminate()
+        upstream.wait(timeout=30)
+
+    print(f"tools/call echo on an HTTP upstream; {SERVERS} servers registered; call records on\n")
+    for label, figures in results.items():
+        print(line(label, figures))
+    print()
+    for kind in ("daphne", "uvicorn"):
+        added = results[f"{kind} c1"]["p50"] - results["direct c1"]["p50"]
+        print(
+            f"{kind:8} added p50 at c1: {added:5.2f} ms   calls/s at c32: {results[f'{kind} c32']['rate']:6.0f} "
+            f"({results[f'{kind} c32']['rate'] / results['direct c32']['rate']:.2f}x direct)   "
+            f"peak RSS {rss[kind]:5.0f} MB"
+        )
+    faster = max(("daphne", "uvicorn"), key=lambda k: results[f"{k} c32"]["rate"])
+    print(f"\nfaster web server at c32: {faster}")
+
+
+if __name__ == "__main__":
+    main()
