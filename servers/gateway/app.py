@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 
 from servers.gateway.auth import authenticate_cached, bearer_secret
-from servers.gateway.server import Gateway, RequestScope
+from servers.gateway.server import CURRENT_SLUG, Gateway, RequestScope
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
         if not token.allows(entry.id):
             await _json_response(send, 403, {"error": f"this token may not use {slug!r}"}, [])
             return
+    CURRENT_SLUG.set(slug)
     await gateway.session_manager.handle_request(
         {**scope, "mcphub": RequestScope(token=token, slug=slug)}, receive, send
     )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import mcp_types as types
 from django.db import connection
 
 from servers.discovery import cached_tools
@@ -31,6 +33,10 @@ class ServerEntry:
     tool_names: dict[str, str]  # public name -> upstream name
     resources: list[dict[str, Any]]
     prompts: list[dict[str, Any]]
+    # Validated once per snapshot, not per request: tools/list is the hot read.
+    public_tools: list[types.Tool] = field(default_factory=list)
+    original_tools: list[types.Tool] = field(default_factory=list)
+    status_changed_at: datetime | None = None  # when `status` was set: the circuit breaker's cool-down
 
     @property
     def down(self) -> bool:
@@ -94,5 +100,15 @@ def _entry(server: McpServer) -> ServerEntry:
         if prompt.enabled
     ]
     return ServerEntry(
-        server.pk, server.slug, server.status, server.upstream_config(), tools, names, resources, prompts
+        server.pk,
+        server.slug,
+        server.status,
+        server.upstream_config(),
+        tools,
+        names,
+        resources,
+        prompts,
+        public_tools=[types.Tool.model_validate(tool) for tool in tools.values()],
+        original_tools=[types.Tool.model_validate({**tool, "name": names[public]}) for public, tool in tools.items()],
+        status_changed_at=server.status_changed_at,
     )

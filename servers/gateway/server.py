@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,6 +33,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from logs.writer import LogRecord, submit
 from servers.discovery import rediscover_live, registry_version
 from servers.gateway.auth import TokenInfo
+from servers.gateway.breaker import CircuitBreaker, request_health_check
 from servers.gateway.names import split_uri
 from servers.gateway.registry import ServerEntry, Snapshot, build_snapshot
 from servers.hooks import django_hooks
@@ -44,6 +46,8 @@ Ctx = ServerRequestContext[Any, Any]
 REFRESH_SECONDS = 1.0
 SNAPSHOT_MAX_AGE = 30.0
 MAX_REMEMBERED_SESSIONS = 10_000
+# The endpoint slug of the request being handled (None: /mcp), for SDK hooks that get no context.
+CURRENT_SLUG: ContextVar[str | None] = ContextVar("mcphub_endpoint_slug", default=None)
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ class Gateway:
         self.snapshot = Snapshot()
         self.upstreams: UpstreamManager | None = None
         self._gates: dict[int, ServerGate] = {}
+        self.breaker = CircuitBreaker()
         # Handshake-era sessions by Mcp-Session-Id (strong references: a request's ctx.session is
         # otherwise collected when the request ends). Pruned when a send fails; bounded.
         self._downstream: dict[str, ServerSession] = {}
@@ -135,6 +140,7 @@ class Gateway:
             "mcphub",
             version="1.0",
             instructions="Tools of every MCP server registered in this hub, named <server>__<tool>.",
+            get_tool_input_schema=self.input_schema,
             on_list_tools=self.list_tools,
             on_call_tool=self.call_tool,
             on_list_resources=self.list_resources,
@@ -237,14 +243,22 @@ class Gateway:
 
     async def list_tools(self, ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         scope = RequestScope.of(ctx)
-        entries = self._visible(scope)
-        if scope.slug is not None:
-            tools = [
-                {**tool, "name": entry.tool_names[public]} for entry in entries for public, tool in entry.tools.items()
-            ]
-        else:
-            tools = [tool for entry in entries for tool in entry.tools.values()]
-        return types.ListToolsResult(tools=[types.Tool.model_validate(tool) for tool in tools])
+        attribute = "original_tools" if scope.slug is not None else "public_tools"
+        return types.ListToolsResult(
+            tools=[tool for entry in self._visible(scope) for tool in getattr(entry, attribute)]
+        )
+
+    def input_schema(self, name: str) -> dict[str, Any] | None:
+        """A tool's input schema for the SDK's Mcp-Param header check (else it would list every tool per call)."""
+        slug = CURRENT_SLUG.get()
+        if slug is None:
+            found = self.snapshot.tool_index.get(name)
+            return found[0].tools[name]["inputSchema"] if found else None
+        entry = self.snapshot.servers.get(slug)
+        for public, original in entry.tool_names.items() if entry else ():
+            if original == name:
+                return entry.tools[public]["inputSchema"]
+        return None
 
     def _resolve_tool(self, scope: RequestScope, name: str) -> tuple[ServerEntry, str] | None:
         if scope.slug is None:
@@ -368,22 +382,36 @@ class Gateway:
 
     async def _forward(self, call: CallRecorder, entry: ServerEntry, operation: Callable[[], Awaitable[Any]]) -> Any:
         """Run one upstream request under the circuit breaker and the server's gate; never raises upstream errors."""
-        if entry.down:
-            failure = ForwardFailure(f"{entry.slug}: server is down (failing health checks); try again later")
+        admission = self.breaker.admit(entry.id, entry.down, entry.status_changed_at)
+        if not admission.allowed:
+            failure = ForwardFailure(
+                f"{entry.slug}: server is down (failing health checks); calls fail fast, "
+                f"next trial call in {admission.retry_in:.0f} s"
+            )
             call.finish("upstream_down", error=failure.message)
             return failure
+        reachable: bool | None = None  # what this call learned of the upstream (for a breaker trial)
         try:
             async with self._gate(entry).slot(entry.slug, entry.config.call_timeout):
-                return await operation()
+                result = await operation()
+            reachable = True
+            return result
         except UpstreamError as exc:
+            reachable = False
             call.finish(exc.outcome, error=str(exc))
             return ForwardFailure(str(exc))
         except MCPError as exc:
+            reachable = True  # the server answered, with an error
             call.finish("protocol_error", error=exc.message, code=exc.code)
             raise
         except anyio.get_cancelled_exc_class():
             call.finish("protocol_error", error="cancelled by the client")
             raise
+        finally:
+            if admission.trial:
+                self.breaker.settle(entry.id, reachable)
+                if reachable and self.upstreams is not None:
+                    self.upstreams.start_soon(request_health_check, entry.id)
 
 
 @dataclass(frozen=True)
