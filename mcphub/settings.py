@@ -133,7 +133,13 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_CHANNELS_URL]},
+        "CONFIG": {
+            # redis-py's default 5 s read timeout equals channels-redis' 5 s BZPOPMIN: an idle receive would
+            # fail now and then with "Timeout reading"; give the blocking read room.
+            "hosts": [{"address": REDIS_CHANNELS_URL, "socket_timeout": 15}],
+            # The dashboard's one fan-out channel per web process takes every live event (monitoring.consumers).
+            "channel_capacity": {"dashboard.*": 10000},
+        },
     }
 }
 
@@ -164,6 +170,32 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- Monitoring: health checks, status, circuit breaker (monitoring app) ------------------
+MONITORING = {
+    "SCHEDULE_SECONDS": float(os.environ.get("MONITORING_SCHEDULE_SECONDS", "5")),  # beat's fan-out period
+    "DEGRADED_LATENCY_MS": float(os.environ.get("MONITORING_DEGRADED_LATENCY_MS", "1000")),  # slower: degraded
+    "DOWN_AFTER": int(os.environ.get("MONITORING_DOWN_AFTER", "3")),  # consecutive failed checks: down
+    "RECENT_CHECKS": int(os.environ.get("MONITORING_RECENT_CHECKS", "3")),  # any failure among these: degraded
+    "STALE_FACTOR": 3.0,  # no check for this many intervals: unknown
+    "RETENTION_DAYS": int(os.environ.get("MONITORING_RETENTION_DAYS", "7")),  # health checks kept
+    "BREAKER_COOLDOWN": float(os.environ.get("MONITORING_BREAKER_COOLDOWN", "30")),  # s before a trial call
+    "STATUS_CACHE_TTL": 2.0,  # seconds /api/status/ and /api/health/ are served from Redis
+    "METRICS_WINDOW_MINUTES": 5,  # calls/min, error rate and p95 of /api/status/ cover these minutes
+}
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "monitoring-schedule-checks": {
+            "task": "monitoring.tasks.schedule_checks",
+            "schedule": MONITORING["SCHEDULE_SECONDS"],
+            "options": {"expires": MONITORING["SCHEDULE_SECONDS"]},
+        },
+        "monitoring-prune-health-checks": {
+            "task": "monitoring.tasks.prune_health_checks",
+            "schedule": crontab(hour=4, minute=23),
+        },
+    }
+)
+
 # --- Auth, sessions, static ----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -191,6 +223,11 @@ WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Bearer first: its WWW-Authenticate header makes anonymous API requests answer 401, not 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "servers.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
 SPECTACULAR_SETTINGS = {
@@ -202,6 +239,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # servers' Era and logs' ProtocolEra are the same choice set: one schema name for both.
+    "ENUM_NAME_OVERRIDES": {"ProtocolEraEnum": "logs.models.ProtocolEra"},
 }
 
 # --- The hub ---------------------------------------------------------------------------
@@ -217,6 +256,35 @@ MCPHUB_MAX_REQUEST_BYTES = int(os.environ.get("MCPHUB_MAX_REQUEST_BYTES", str(4 
 MCPHUB_MAX_QUEUED_CALLS = int(os.environ.get("MCPHUB_MAX_QUEUED_CALLS", "64"))
 # Origins allowed to call /mcp from a browser (DNS-rebinding protection); hosts come from ALLOWED_HOSTS.
 MCPHUB_ALLOWED_ORIGINS = env_list("MCPHUB_ALLOWED_ORIGINS", "")
+
+# --- Metrics (monitoring.metrics, monitoring.prometheus) -------------------------------------
+METRICS = {
+    # Each minute rollup recomputes this many past minutes too, so late request-log rows are counted.
+    "ROLLUP_REDO_MINUTES": int(os.environ.get("METRICS_ROLLUP_REDO_MINUTES", "5")),
+    # Each hourly rollup recomputes this many complete past hours (and the current, partial one).
+    "ROLLUP_REDO_HOURS": int(os.environ.get("METRICS_ROLLUP_REDO_HOURS", "2")),
+    "MINUTE_RETENTION_DAYS": int(os.environ.get("METRICS_MINUTE_RETENTION_DAYS", "2")),
+    "HOUR_RETENTION_DAYS": int(os.environ.get("METRICS_HOUR_RETENTION_DAYS", "90")),
+}
+# Client networks (CIDR, comma-separated) that may read /metrics without a token; empty: token only.
+MCPHUB_METRICS_ALLOWED_NETWORKS = env_list("MCPHUB_METRICS_ALLOWED_NETWORKS", "")
+# The metric tasks live in monitoring/metrics.py (Celery autodiscovers only tasks.py modules).
+CELERY_IMPORTS = ["monitoring.metrics"]
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "monitoring-rollup-minutes": {
+            "task": "monitoring.rollup_minutes",
+            "schedule": 60.0,
+            "options": {"expires": 55},
+        },
+        "monitoring-rollup-hours": {
+            "task": "monitoring.rollup_hours",
+            "schedule": crontab(minute=2),
+            "options": {"expires": 3000},
+        },
+        "monitoring-prune-metrics": {"task": "monitoring.prune_metrics", "schedule": crontab(hour=4, minute=13)},
+    }
+)
 
 LOGGING = {
     "version": 1,

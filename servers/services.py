@@ -106,6 +106,16 @@ def check_server(server: McpServer) -> ProbeResult:
     return probe(server)
 
 
+def request_health_check(server_id: int) -> None:
+    """Ask a monitoring worker to check this server now (the breaker's successful trial call).
+
+    Sent by task name: `servers` never imports `monitoring`. Expires like a scheduled check would.
+    """
+    from celery import current_app
+
+    current_app.send_task("monitoring.tasks.check_server", args=[server_id], expires=60)
+
+
 def discover_now(server: McpServer) -> Discovered | None:
     """Run discovery in this process (tests, the worker's task)."""
     return discover(server)

@@ -1,0 +1,75 @@
+"""``GET /api/status/`` and ``GET /api/health/``: thin views over the cached status overview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from monitoring.api.permissions import StaffOrToken, token_of
+from monitoring.api.serializers import HealthSerializer, StatusFilterSerializer, StatusSerializer
+from monitoring.services import health_summary, status_json, status_overview
+
+OTHER_PARAMETERS = {"format"}
+
+
+def reject_unknown(request: Request, known: set[str]) -> None:
+    unknown = sorted(set(request.query_params) - known - OTHER_PARAMETERS)
+    if unknown:
+        raise ValidationError({"detail": f"unknown query parameter(s): {', '.join(unknown)}"})
+
+
+def visible_overview(request: Request) -> dict[str, Any]:
+    """The overview, limited to the servers the request's token may use (staff see all)."""
+    overview = status_overview()
+    allowed = visible_server_ids(request)
+    if allowed is None:
+        return overview
+    return {**overview, "servers": [row for row in overview["servers"] if row["id"] in allowed]}
+
+
+def visible_server_ids(request: Request) -> frozenset[int] | None:
+    """The servers a restricted token may see; None: all (staff, unrestricted tokens)."""
+    token = token_of(request)
+    return token.server_ids if token is not None else None
+
+
+class StatusView(APIView):
+    """Every enabled server: status, last health check, calls per minute, error rate and p95 of recent calls."""
+
+    permission_classes = [StaffOrToken]
+
+    @extend_schema(parameters=[StatusFilterSerializer], responses=StatusSerializer)
+    def get(self, request: Request) -> Response:
+        if not request.query_params and visible_server_ids(request) is None:
+            # Everything, for staff or an unrestricted token: the stored JSON as is, nothing to render.
+            return HttpResponse(status_json(), content_type="application/json")
+        reject_unknown(request, set(StatusFilterSerializer().fields))
+        params = StatusFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        overview = visible_overview(request)
+        wanted = params.validated_data
+        if wanted:
+            rows = [row for row in overview["servers"] if all(row[key] == value for key, value in wanted.items())]
+            overview = {**overview, "servers": rows}
+        return Response(overview)
+
+
+class HealthView(APIView):
+    """How many enabled servers are healthy (up or degraded): 200, or 503 when servers exist and none is."""
+
+    permission_classes = [StaffOrToken]
+
+    @extend_schema(
+        responses={200: HealthSerializer, 503: OpenApiResponse(HealthSerializer, description="No server is healthy.")}
+    )
+    def get(self, request: Request) -> Response:
+        reject_unknown(request, set())
+        summary = health_summary(visible_overview(request))
+        unhealthy = summary["total"] > 0 and summary["healthy"] == 0
+        return Response(summary, status=503 if unhealthy else 200)
