@@ -150,6 +150,15 @@ def call_body(tool: str, request_id: int) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}).encode()
 
 
+def succeeded(body: bytes) -> bool:
+    """Whether a tools/call answer (plain JSON or one SSE event) is a result without isError."""
+    text = body.decode()
+    if not text.startswith("{"):
+        text = next(line[5:] for line in text.splitlines() if line.startswith("data:"))
+    result = json.loads(text).get("result")
+    return result is not None and not result.get("isError")
+
+
 async def run_load(url: str, token: str | None, tool: str, clients: int, calls_each: int) -> tuple[list[float], float]:
     """`clients` concurrent callers, each making `calls_each` sequential calls over keep-alive HTTP.
 
@@ -174,7 +183,7 @@ async def run_load(url: str, token: str | None, tool: str, clients: int, calls_e
         for i in range(calls_each + 1):
             started = time.perf_counter()
             response = await http.post(url, content=call_body(tool, i), headers=headers)
-            if response.status_code != 200 or b'"isError":false' not in response.content:
+            if response.status_code != 200 or not succeeded(response.content):
                 raise RuntimeError(f"call failed: {response.status_code} {response.content[:200]!r}")
             if i:  # the first call of each client warms its connection
                 latencies.append(time.perf_counter() - started)

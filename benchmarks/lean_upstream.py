@@ -23,6 +23,7 @@ DISCOVER = {
 }
 TOOLS = {
     "cacheScope": "private",
+    "ttlMs": 0,
     "resultType": "complete",
     "tools": [
         {
@@ -66,7 +67,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 response["error"] = {"code": -32601, "message": "method not found"}
             else:
                 response["result"] = result
-            status, payload = 200, json.dumps(response).encode()
+            status, payload = 200, json.dumps(response, separators=(",", ":")).encode()
     elif scope["method"] != "POST":
         status = 405
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]

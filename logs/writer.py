@@ -262,6 +262,7 @@ class LogWriter:
         self._records: deque[LogRecord] = deque()
         self._controls: deque[_Control] = deque()
         self._wakeup = threading.Event()
+        self._idle = True  # the thread holds no pending records (written by the thread only)
         self._conn: psycopg.Connection[Any] | None = None
         self._backoff = 0.0
         self._retry_at = 0.0  # monotonic time before which PostgreSQL is presumed down
@@ -288,7 +289,9 @@ class LogWriter:
             return False
         records.append(record)
         queued = len(records)
-        if queued == 1 or queued == self.batch_size:
+        # Wake the thread only to start a batch's timer (it holds nothing) or at a full batch: waking
+        # it for every record would make each call pay a thread switch and a GIL hand-over.
+        if (queued == 1 and self._idle) or queued == self.batch_size:
             self._wakeup.set()
         self.stats.submitted += 1
         return True
@@ -327,6 +330,7 @@ class LogWriter:
         first_at = 0.0
         records, controls = self._records, self._controls
         while True:
+            self._idle = not pending  # set before the check below: see submit()
             if not records and not controls:
                 self._wakeup.wait(self._wait_time(pending, first_at))
             self._wakeup.clear()  # before draining: a record appended after this sets it again
