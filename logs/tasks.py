@@ -14,9 +14,8 @@ from typing import TypeVar
 
 from celery import shared_task
 from django.conf import settings
-from django.core.cache import cache
 
-from logs import partitions
+from logs import locks, partitions
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +28,7 @@ def logs_settings() -> dict[str, int]:
 
 
 def run_locked(name: str, work: Callable[[], T]) -> T | None:
-    """Run ``work`` under the Redis lock ``name``; None (and a log line) if someone else holds it."""
-    lock = cache.lock(f"logs:lock:{name}", timeout=LOCK_TIMEOUT)
-    if not lock.acquire(blocking=False):
-        logger.info("%s: already running elsewhere, skipped", name)
-        return None
-    try:
-        return work()
-    finally:
-        lock.release()
+    return locks.run_locked("logs", name, work, LOCK_TIMEOUT)
 
 
 @shared_task(name="logs.ensure_partitions")

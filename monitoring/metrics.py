@@ -20,11 +20,11 @@ from typing import Any, TypeVar
 
 from celery import shared_task
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 from django.db.models import F, Max, Sum
 from django.utils import timezone
 
+from logs import locks
 from logs.models import TABLE as REQUEST_LOG_TABLE
 from monitoring.models import MetricBucket
 
@@ -129,15 +129,8 @@ def prune(now: datetime | None = None) -> dict[str, int]:
 
 
 def run_locked(name: str, work: Callable[[], T], timeout: int) -> T | None:
-    """Run ``work`` under the Redis lock ``name`` (two beats never roll up at once); None if held elsewhere."""
-    lock = cache.lock(f"monitoring:lock:{name}", timeout=timeout)
-    if not lock.acquire(blocking=False):
-        logger.info("%s: already running elsewhere, skipped", name)
-        return None
-    try:
-        return work()
-    finally:
-        lock.release()
+    """Two beats never roll up at once."""
+    return locks.run_locked("monitoring", name, work, timeout)
 
 
 @shared_task(name="monitoring.rollup_minutes")
