@@ -14,7 +14,7 @@ from tests.conftest import BASE_DIR
 
 def test_redis_roles_use_separate_databases() -> None:
     urls = {settings.CELERY_BROKER_URL, settings.CACHES["default"]["LOCATION"]}
-    urls |= set(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"])
+    urls |= {host["address"] for host in settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]}
 
     assert len(urls) == 3
 
