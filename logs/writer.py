@@ -296,6 +296,11 @@ class LogWriter:
         self.stats.submitted += 1
         return True
 
+    @property
+    def queue_depth(self) -> int:
+        """Records submitted and not yet taken by the writer thread."""
+        return len(self._records)
+
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Write every record submitted so far; True if all reached PostgreSQL (False: spooled or timed out)."""
         return self._control(_Control(), timeout)
@@ -616,6 +621,11 @@ def _fsync_dir(path: Path) -> None:
 
 _writer: LogWriter | None = None
 _writer_lock = threading.Lock()
+
+
+def current_writer() -> LogWriter | None:
+    """The process's writer if one was started (for metrics: reading must not start one)."""
+    return _writer
 
 
 def get_writer() -> LogWriter:

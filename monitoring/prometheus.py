@@ -115,11 +115,11 @@ class HubCollector(Collector):
 def _writer_metrics() -> Iterable[Metric]:
     from logs import writer as log_writer
 
-    active = log_writer._writer  # not get_writer(): a scrape must not start a writer thread
+    active = log_writer.current_writer()
     depth = GaugeMetricFamily("mcphub_log_writer_queue_depth", "Request-log records queued in this process.")
     written = CounterMetricFamily("mcphub_log_writer_written", "Request-log records written by this process.")
     dropped = CounterMetricFamily("mcphub_log_writer_dropped", "Records dropped by this process (queue full).")
-    depth.add_metric([], len(active._records) if active is not None else 0)
+    depth.add_metric([], active.queue_depth if active is not None else 0)
     written.add_metric([], active.stats.written if active is not None else 0)
     dropped.add_metric([], active.stats.dropped if active is not None else 0)
     return [depth, written, dropped]
