@@ -24,12 +24,22 @@ $(NODE_SERVERS): tests/fixtures/node/package.json tests/fixtures/node/package-lo
 	cd tests/fixtures/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The browser test drives Debian's Chromium (never a browser download): install the package when missing.
+CHROMIUM := /usr/bin/chromium
+$(VENV)/.chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		command -v apt-get >/dev/null || { echo "$(CHROMIUM) is missing and apt-get is not available: install Debian's chromium package" >&2; exit 1; }; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
+	test -x $(CHROMIUM)
+	touch $@
+
 venv: $(VENV)/.runtime
 
 run: $(VENV)/.runtime
 	$(PY) -m mcphub.launcher
 
-test: $(VENV)/.dev $(NODE_SERVERS)
+test: $(VENV)/.dev $(NODE_SERVERS) $(VENV)/.chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

@@ -1,4 +1,4 @@
-"""ASGI entry point: /mcp to the MCP gateway, other HTTP to Django, lifespan to the gateway."""
+"""ASGI entry point: /mcp to the MCP gateway, other HTTP to Django, /ws/status/ to the dashboard, lifespan."""
 
 import os
 
@@ -11,8 +11,12 @@ django_asgi_app = get_asgi_application()
 
 from typing import Any  # noqa: E402
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
 
+from monitoring.consumers import StatusConsumer  # noqa: E402
 from servers.gateway.app import lifespan, mcp_app  # noqa: E402
 
 
@@ -29,5 +33,8 @@ application = ProtocolTypeRouter(
     {
         "http": http_router,
         "lifespan": lifespan,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter([path("ws/status/", StatusConsumer.as_asgi())]))
+        ),
     }
 )

@@ -18,4 +18,5 @@ urlpatterns = [
     path("api/", include("servers.api.urls")),
     path("metrics", prometheus.metrics_view, name="metrics"),
     path("api/", include("monitoring.api.urls")),  # status, health (and metrics)
+    path("", include("monitoring.urls")),  # the dashboard: / and /servers/<slug>/
 ]

@@ -32,6 +32,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from logs.writer import LogRecord, submit
 from servers.discovery import rediscover_live, registry_version
+from servers.gateway import live
 from servers.gateway.auth import TokenInfo
 from servers.gateway.breaker import CircuitBreaker, request_health_check
 from servers.gateway.names import split_uri
@@ -457,3 +458,4 @@ class CallRecorder:
         if result is not None:
             record.response_bytes = len(result.model_dump_json(by_alias=True, exclude_none=True))
         submit(record)
+        live.publish(record)  # the dashboard's live tail: a bounded, non-blocking append
