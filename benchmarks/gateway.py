@@ -26,6 +26,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+sys.path.insert(0, str(BASE_DIR / "benchmarks"))
 BIN = Path(sys.executable).parent
 CALLS_AT_1 = 400
 CALLS_PER_CLIENT_AT_32 = 100
@@ -49,24 +50,11 @@ def wait_port(port: int, timeout: float = 60) -> None:
 
 
 def bench_environment() -> dict[str, str]:
-    """A scratch database and Redis DBs of our own, on the servers the hub would use."""
-    from mcphub import embedded
+    """The environment of the hub processes under test: a scratch database and Redis DBs of our own."""
+    from scratch import scratch_database
 
-    base = os.environ.get("DATABASE_URL") or embedded.postgres_url()
-    redis = os.environ.get("REDIS_URL") or embedded.redis_url()
-    import dj_database_url
-    import psycopg
-
-    db = dj_database_url.parse(base)
-    name = f"{db['NAME']}_bench"
-    host = db.get("OPTIONS", {}).get("host") or db["HOST"]
-    connect = {"host": host, "port": db["PORT"] or None, "user": db["USER"], "password": db["PASSWORD"] or None}
-    with psycopg.connect(dbname="postgres", autocommit=True, **connect) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.rsplit("/", 1)[0] + "/" + name + (("?" + base.split("?", 1)[1]) if "?" in base else "")
-    redis_base = redis.rstrip("/").rsplit("/", 1)[0] if redis.count("/") > 2 else redis
-    return dict(os.environ, DATABASE_URL=url, REDIS_URL=f"{redis_base}/13", PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING")
+    url, redis_url, _connect = scratch_database("bench")
+    return dict(os.environ, DATABASE_URL=url, REDIS_URL=redis_url, PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING")
 
 
 def prepare(env: dict[str, str], upstream_url: str) -> str:

@@ -20,9 +20,13 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+sys.path.insert(0, str(BASE_DIR / "benchmarks"))
+
+from scratch import REDIS_BASE_DB, scratch_database  # noqa: E402
 
 SERVERS = 100
 CHECKS_PER_SERVER = 2880  # one day at the default 30 s interval
@@ -30,28 +34,11 @@ TOOLS_PER_SERVER = 5
 MINUTES = 15
 HITS = 3000
 MISSES = 200
-REDIS_BASE_DB = 13
 
 
-def scratch_environment() -> tuple[str, str, dict[str, str | int | None]]:
+def scratch_environment() -> tuple[str, str, dict[str, Any]]:
     """Create the scratch database; returns (database URL, Redis URL, psycopg connect args)."""
-    import dj_database_url
-    import psycopg
-
-    from mcphub import embedded
-
-    base = os.environ.get("DATABASE_URL") or embedded.postgres_url()
-    redis = os.environ.get("REDIS_URL") or embedded.redis_url()
-    db = dj_database_url.parse(base)
-    name = f"{db['NAME']}_bench_status"
-    host = db.get("OPTIONS", {}).get("host") or db["HOST"]
-    connect = {"host": host, "port": db["PORT"] or None, "user": db["USER"], "password": db["PASSWORD"] or None}
-    with psycopg.connect(dbname="postgres", autocommit=True, **connect) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.rsplit("/", 1)[0] + "/" + name + (("?" + base.split("?", 1)[1]) if "?" in base else "")
-    redis_base = redis.rstrip("/").rsplit("/", 1)[0] if redis.count("/") > 2 else redis
-    return url, f"{redis_base}/{REDIS_BASE_DB}", {**connect, "name": name}
+    return scratch_database("bench_status")
 
 
 def drop_database(connect: dict[str, str | int | None]) -> None:

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/websocket.py [--clients 500] [--events 1000]
 
-Starts a daphne on a free loopback port (the hub's PostgreSQL and Redis, from DATABASE_URL /
+Starts a web server on a free loopback port (the hub's PostgreSQL and Redis, from DATABASE_URL /
 REDIS_URL or the embedded servers), logs one staff user in once and reuses its session cookie
 for every client (``websockets`` library). Then publishes the events to the channel layer group
 "status" (up <-> degraded of 20 servers: never critical, so batched) at an even pace over 1 s,
@@ -25,6 +25,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+sys.path.insert(0, str(BASE_DIR / "benchmarks"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcphub.settings")
 
 SERVERS = 20
@@ -71,7 +72,6 @@ async def client(url: str, cookie: str, origin: str, ready: asyncio.Event, stop:
 
 
 async def run(base: str, clients: int, events: int) -> None:
-    from channels.layers import get_channel_layer
 
     cookie = await asyncio.to_thread(staff_cookie)
     url = base.replace("http", "ws") + "/ws/status/"
@@ -80,7 +80,7 @@ async def run(base: str, clients: int, events: int) -> None:
     readies = [asyncio.Event() for _ in range(clients)]
     started = time.monotonic()
     tasks = []
-    for i in range(clients):  # in waves: daphne accepts a few hundred handshakes at once without trouble
+    for i in range(clients):  # in waves: web server accepts a few hundred handshakes at once without trouble
         tasks.append(asyncio.create_task(client(url, cookie, base, readies[i], stop, results[i])))
         if i % 50 == 49:
             await asyncio.sleep(0.2)
@@ -89,27 +89,12 @@ async def run(base: str, clients: int, events: int) -> None:
     await asyncio.sleep(2)
     for result in results:
         result["frames"] = 0
-    layer = get_channel_layer()
-    publish_start = time.monotonic()
-    for n in range(events):
-        target = publish_start + n / events  # an even pace over 1 s
-        if (delay := target - time.monotonic()) > 0:
-            await asyncio.sleep(delay)
-        server = n % SERVERS + 1
-        await layer.group_send(
-            "status",
-            {
-                "type": "status.changed",
-                "server_id": 100000 + server,
-                "slug": f"bench-{server}",
-                "old": "up",
-                "new": "degraded" if n % 2 else "up",
-                "reason": f"benchmark event {n}",
-                "changed_at": "",
-                "sent_at": time.time(),
-            },
-        )
-    published = time.monotonic() - publish_start
+    # The publisher runs in a process of its own: sharing a CPU with 500 clients would delay it.
+    publisher = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--publish", str(events), stdout=asyncio.subprocess.PIPE
+    )
+    output, _ = await publisher.communicate()
+    published = float(output.decode().strip().splitlines()[-1])
     await asyncio.sleep(3)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -127,35 +112,84 @@ async def run(base: str, clients: int, events: int) -> None:
     )
 
 
+async def publish(events: int) -> None:
+    """Send `events` status changes to the channel layer at an even pace over one second."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    publish_start = time.monotonic()
+    for n in range(events):
+        target = publish_start + n / events
+        if (delay := target - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+        server = n % SERVERS + 1
+        await layer.group_send(
+            "status",
+            {
+                "type": "status.changed",
+                "server_id": 100000 + server,
+                "slug": f"bench-{server}",
+                "old": "up",
+                "new": "degraded" if n % 2 else "up",
+                "reason": f"benchmark event {n}",
+                "changed_at": "",
+                "sent_at": time.time(),
+            },
+        )
+    print(time.monotonic() - publish_start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=500)
     parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--publish", type=int, metavar="EVENTS", help=argparse.SUPPRESS)
     args = parser.parse_args()
+
+    if not args.publish:
+        # A scratch database and Redis DBs of our own; the publisher subprocess inherits them.
+        from scratch import scratch_database
+
+        url, redis_url, _connect = scratch_database("bench_ws")
+        os.environ.update(DATABASE_URL=url, REDIS_URL=redis_url)
 
     import django
 
     django.setup()
+    if args.publish:
+        asyncio.run(publish(args.publish))
+        return
     from django.core.management import call_command
 
     from tests.conftest import free_port, http_get, wait_for
 
     call_command("migrate", verbosity=0)
     port = free_port()
-    log = open(BASE_DIR / "var" / "bench-websocket-daphne.log", "wb")  # noqa: SIM115
-    daphne = subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "mcphub.asgi:application"],
+    log = open(BASE_DIR / "var" / "bench-websocket-web.log", "wb")  # noqa: SIM115
+    web = subprocess.Popen(
+        # The web server of the Procfile.
+        [
+            str(Path(sys.executable).parent / "uvicorn"),
+            "mcphub.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "on",
+            "--no-access-log",
+        ],
         cwd=BASE_DIR,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: http_get(base + "/healthz", timeout=5).status == 200, timeout=60, what="daphne")
+        wait_for(lambda: http_get(base + "/healthz", timeout=5).status == 200, timeout=60, what="web server")
         asyncio.run(run(base, args.clients, args.events))
     finally:
-        daphne.terminate()
-        daphne.wait(timeout=30)
+        web.terminate()
+        web.wait(timeout=30)
         log.close()
 
 
