@@ -83,19 +83,9 @@ def web(kind: str, env: dict[str, str], port: int) -> Iterator[subprocess.Popen[
     if kind == "daphne":
         command = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "mcphub.asgi:application"]
     else:
-        command = [
-            str(BIN / "uvicorn"),
-            "mcphub.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--lifespan",
-            "on",
-            "--log-level",
-            "warning",
-        ]
+        from tests.conftest import uvicorn_command
+
+        command = uvicorn_command(port, "--no-access-log", "--log-level", "warning")
     process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)

@@ -161,24 +161,13 @@ def main() -> None:
         return
     from django.core.management import call_command
 
-    from tests.conftest import free_port, http_get, wait_for
+    from tests.conftest import free_port, http_get, uvicorn_command, wait_for
 
     call_command("migrate", verbosity=0)
     port = free_port()
     log = open(BASE_DIR / "var" / "bench-websocket-web.log", "wb")  # noqa: SIM115
     web = subprocess.Popen(
-        # The web server of the Procfile.
-        [
-            str(Path(sys.executable).parent / "uvicorn"),
-            "mcphub.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "on",
-            "--no-access-log",
-        ],
+        uvicorn_command(port, "--no-access-log"),
         cwd=BASE_DIR,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -110,6 +110,12 @@ def live_database_url() -> str:
     return f"postgresql://{db['USER']}@{host}:{port}/{db['NAME']}"
 
 
+def uvicorn_command(port: int, *extra: str) -> list[str]:
+    """The Procfile's web server on a loopback port (tests and benchmarks start it this way)."""
+    uvicorn = str(Path(sys.executable).parent / "uvicorn")
+    return [uvicorn, "mcphub.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on", *extra]
+
+
 @contextlib.contextmanager
 def run_web(env: dict[str, str]) -> Iterator[LiveServer]:
     """Run the ASGI app under daphne on a free loopback port until the block ends.

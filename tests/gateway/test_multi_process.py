@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx2
 import psutil
 import pytest
 
-from tests.conftest import BASE_DIR, free_port, http_get, hub_env, wait_for
+from tests.conftest import BASE_DIR, free_port, http_get, hub_env, uvicorn_command, wait_for
 from tests.gateway.conftest import register_fixture
 
 pytestmark = pytest.mark.slow
@@ -55,18 +53,7 @@ def test_stateless_calls_succeed_on_either_of_two_web_processes(transactional_db
     _token, secret = services.create_token("multi")
     port = free_port()
     web = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "uvicorn"),
-            "mcphub.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--lifespan",
-            "on",
-        ],
+        uvicorn_command(port, "--workers", "2"),
         cwd=BASE_DIR,
         env=hub_env(),
         stdout=subprocess.DEVNULL,
