@@ -7,6 +7,8 @@ from typing import Any
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.exceptions import ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -39,10 +41,25 @@ def visible_server_ids(request: Request) -> frozenset[int] | None:
     return token.server_ids if token is not None else None
 
 
+class JSONOnly(BaseContentNegotiation):
+    """No negotiation: these endpoints answer JSON, whatever the Accept header (DRF's own recipe)."""
+
+    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(
+        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        return renderers[0], renderers[0].media_type
+
+
 class StatusView(APIView):
     """Every enabled server: status, last health check, calls per minute, error rate and p95 of recent calls."""
 
     permission_classes = [StaffOrToken]
+    # Polled by scripts, probes and dashboards: JSON only. Negotiating a renderer cost about as much as the Redis hit.
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JSONOnly
 
     @extend_schema(parameters=[StatusFilterSerializer], responses=StatusSerializer)
     def get(self, request: Request) -> Response:
@@ -64,6 +81,8 @@ class HealthView(APIView):
     """How many enabled servers are healthy (up or degraded): 200, or 503 when servers exist and none is."""
 
     permission_classes = [StaffOrToken]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JSONOnly
 
     @extend_schema(
         responses={200: HealthSerializer, 503: OpenApiResponse(HealthSerializer, description="No server is healthy.")}

@@ -81,6 +81,18 @@ def test_status_rows_with_latency_and_call_metrics(staff: Client, servers: tuple
     assert beta["calls_per_minute"] == 0
 
 
+@pytest.mark.parametrize("accept", ["text/html", "application/xml", "*/*"])
+def test_answers_json_whatever_the_accept_header(
+    staff: Client, servers: tuple[McpServer, McpServer], accept: str
+) -> None:
+    for url in ("/api/status/", "/api/status/?server=alpha", "/api/health/"):
+        response = staff.get(url, HTTP_ACCEPT=accept)
+
+        assert response.status_code == 200
+        assert response["Content-Type"].startswith("application/json")
+        assert response.json()
+
+
 def test_disabled_servers_are_not_listed(staff: Client, servers: tuple[McpServer, McpServer]) -> None:
     McpServer.objects.filter(slug="beta").update(enabled=False)
 
