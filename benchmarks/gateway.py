@@ -85,7 +85,7 @@ def web(kind: str, env: dict[str, str], port: int) -> Iterator[subprocess.Popen[
     else:
         from tests.conftest import uvicorn_command
 
-        command = uvicorn_command(port, "--no-access-log", "--log-level", "warning")
+        command = uvicorn_command(port, "--log-level", "warning")
     process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)

@@ -28,7 +28,7 @@ def _prepare_environment() -> dict[str, str]:
         os.environ["REDIS_URL"] = embedded.redis_url()
     os.environ.setdefault("PORT", "8000")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcphub.settings")
-    # The Procfile's commands (daphne, celery) come from this interpreter's venv.
+    # The Procfile's commands (uvicorn, celery) come from this interpreter's venv.
     bin_dir = str(Path(sys.executable).parent)
     os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     os.environ["PYTHONUNBUFFERED"] = "1"

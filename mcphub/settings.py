@@ -130,15 +130,16 @@ CACHES = {
     }
 }
 
+# Live dashboard events only (status changes, the call tail): fire and forget, so Redis pub/sub. It pushes
+# messages to the one subscriber per web process; the list-based layer takes four round trips per message
+# received, which fell behind 1000 events/s while the same loop was sending frames to 500 browsers.
+# Pub/sub channels ignore the database number: the prefix keeps hubs that share a Redis server apart.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
-            # redis-py's default 5 s read timeout equals channels-redis' 5 s BZPOPMIN: an idle receive would
-            # fail now and then with "Timeout reading"; give the blocking read room.
-            "hosts": [{"address": REDIS_CHANNELS_URL, "socket_timeout": 15}],
-            # The dashboard's one fan-out channel per web process takes every live event (monitoring.consumers).
-            "channel_capacity": {"dashboard.*": 10000},
+            "hosts": [{"address": REDIS_CHANNELS_URL}],
+            "prefix": "mcphub" + urlsplit(REDIS_CHANNELS_URL).path.replace("/", ":"),
         },
     }
 }

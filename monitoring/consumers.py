@@ -6,8 +6,9 @@ Producers publish to two Channels groups: "status" (``monitoring.status``, one
 loop) is the one member of both groups: it coalesces what arrives during a ``WINDOW`` (the
 latest status per server, the newest calls), encodes the window's ``batch`` frame once and
 offers it to every connection of the process. Group membership per connection would make
-channels-redis dispatch every event through every consumer of the process (500 clients x
-1000 events/s is 500 000 dispatches), and its per-channel queues drop silently when full.
+the channel layer dispatch every event through every consumer of the process (500 clients x
+1000 events/s is 500 000 dispatches). The layer is channels-redis' pub/sub one (settings):
+at most once, which suits a live view; a snapshot on connect and on overflow covers any gap.
 
 Critical events (a server going down or coming back from down) skip the window: the fan-out
 offers them at once as a ``critical`` frame. Each connection has its own bounded buffer and
@@ -25,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import uuid
 import weakref
 from collections import deque
 from typing import Any
@@ -45,7 +45,6 @@ WINDOW = 0.1  # seconds: at most one batch frame per connection per window
 BUFFER_EVENTS = 1000  # events queued for one connection before its backlog is dropped for a snapshot
 TAIL_PER_WINDOW = 50  # newest calls kept per window (the page shows 20)
 FIGURES_EVERY = 10.0  # seconds between re-reads of the servers' figures (rollups run every minute)
-REJOIN_EVERY = 3600.0  # seconds: group membership expires in channels-redis (a day by default)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -90,15 +89,11 @@ class Fanout:
 
     async def _start(self) -> None:
         layer = get_channel_layer()
-        # A plain (not process-local) channel: received directly, apart from the consumers' own channels.
-        self._channel = f"dashboard.{uuid.uuid4().hex}"
-        await self._join(layer)
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._receive(layer)), loop.create_task(self._refresh(layer))]
-
-    async def _join(self, layer: Any) -> None:
+        self._channel = await layer.new_channel("dashboard.")
         for group in (STATUS_GROUP, CALLS_GROUP):
             await layer.group_add(group, self._channel)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._receive(layer)), loop.create_task(self._refresh())]
 
     async def _stop(self) -> None:
         tasks, self._tasks = self._tasks, []
@@ -130,16 +125,11 @@ class Fanout:
             except Exception:
                 logger.exception("dashboard fan-out: bad message %r", message.get("type"))
 
-    async def _refresh(self, layer: Any) -> None:
+    async def _refresh(self) -> None:
         """Every ``figures_every`` seconds: servers whose figures changed become ``server`` events."""
         last = {row["id"]: row for row in await database_sync_to_async(dashboard.all_figures)()}
-        since_join = 0.0
         while True:
             await asyncio.sleep(self.figures_every)
-            since_join += self.figures_every
-            if since_join >= REJOIN_EVERY:
-                since_join = 0.0
-                await self._join(layer)
             try:
                 rows = await database_sync_to_async(dashboard.all_figures)()
             except Exception:

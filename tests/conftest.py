@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -111,9 +112,10 @@ def live_database_url() -> str:
 
 
 def uvicorn_command(port: int, *extra: str) -> list[str]:
-    """The Procfile's web server on a loopback port (tests and benchmarks start it this way)."""
-    uvicorn = str(Path(sys.executable).parent / "uvicorn")
-    return [uvicorn, "mcphub.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on", *extra]
+    """The Procfile's web command on a loopback port (tests and benchmarks start the web server this way)."""
+    line = next(line for line in (BASE_DIR / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    program, *arguments = shlex.split(line.removeprefix("web:").replace("$PORT", str(port)))
+    return [str(Path(sys.executable).parent / program), *arguments, *extra]
 
 
 @contextlib.contextmanager

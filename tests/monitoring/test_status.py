@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import connection
 
 from monitoring.models import HealthCheck, StatusChange
 from monitoring.services import STATUS_CACHE_KEY
-from monitoring.status import CheckSample, Thresholds, apply_status, derive_status
+from monitoring.status import Change, CheckSample, Thresholds, apply_status, derive_status
 from servers.discovery import registry_version
 from tests.monitoring.status_helpers import queued_tasks, set_status, stdio_server
 
@@ -93,13 +94,18 @@ def record(server_id: int, *oks: bool) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_a_change_is_recorded_once_with_its_side_effects() -> None:
     server = stdio_server("fx")
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)("status", channel)
     version = registry_version()
     record(server.pk, True)
 
-    change = apply_status(server.pk)
+    async def apply_while_listening() -> tuple[Change | None, dict]:
+        # Pub/sub: the listener must be subscribed, in one event loop, before the change is published.
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add("status", channel)
+        change = await sync_to_async(apply_status, thread_sensitive=False)(server.pk)
+        return change, await asyncio.wait_for(layer.receive(channel), timeout=20)
+
+    change, event = async_to_sync(apply_while_listening)()
 
     assert change is not None and (change.old, change.new) == ("unknown", "up")
     assert apply_status(server.pk) is None  # nothing new: nothing written
@@ -108,7 +114,6 @@ def test_a_change_is_recorded_once_with_its_side_effects() -> None:
     assert server.status == "up" and server.status_changed_at == change.changed_at
     assert registry_version() > version  # gateways reload their snapshot (breaker state)
     assert cache.get(STATUS_CACHE_KEY)["servers"][0]["status"] == "up"  # cache refreshed at once
-    event = async_to_sync(layer.receive)(channel)
     assert event["type"] == "status.changed"
     assert (event["slug"], event["old"], event["new"]) == ("fx", "unknown", "up")
     # Reachable for the first time (or again): its tools are re-discovered.
@@ -156,9 +161,8 @@ def test_concurrent_writers_record_one_change() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_channel_layer_failure_never_breaks_a_change(settings) -> None:
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:9/0"]}}
-    }
+    dead = {"hosts": [{"address": "redis://127.0.0.1:9/0"}]}  # nothing listens on port 9
+    settings.CHANNEL_LAYERS = {"default": {**settings.CHANNEL_LAYERS["default"], "CONFIG": dead}}
     from channels.layers import channel_layers
 
     channel_layers.backends.clear()
