@@ -257,6 +257,18 @@ MCPHUB_MAX_REQUEST_BYTES = int(os.environ.get("MCPHUB_MAX_REQUEST_BYTES", str(4 
 MCPHUB_MAX_QUEUED_CALLS = int(os.environ.get("MCPHUB_MAX_QUEUED_CALLS", "64"))
 # Origins allowed to call /mcp from a browser (DNS-rebinding protection); hosts come from ALLOWED_HOSTS.
 MCPHUB_ALLOWED_ORIGINS = env_list("MCPHUB_ALLOWED_ORIGINS", "")
+# Upstream pools (servers with several instances), read by servers.upstream.pool.PoolSettings.
+MCPHUB_POOL = {
+    # Calls in flight (or waiting for a free instance) per stdio instance above which, sustained
+    # for SCALE_UP_AFTER seconds, one more instance is started (up to the server's max).
+    "SCALE_UP_INFLIGHT": float(os.environ.get("MCPHUB_POOL_SCALE_UP_INFLIGHT", "2")),
+    "SCALE_UP_AFTER": float(os.environ.get("MCPHUB_POOL_SCALE_UP_AFTER", "5")),
+    # Below this per instance for SCALE_DOWN_AFTER seconds, one instance is stopped (down to the min).
+    "SCALE_DOWN_INFLIGHT": float(os.environ.get("MCPHUB_POOL_SCALE_DOWN_INFLIGHT", "0.5")),
+    "SCALE_DOWN_AFTER": float(os.environ.get("MCPHUB_POOL_SCALE_DOWN_AFTER", "60")),
+    # Seconds between pings of instances out of rotation (a success puts them back).
+    "PROBE_INTERVAL": float(os.environ.get("MCPHUB_POOL_PROBE_INTERVAL", "2")),
+}
 
 # --- Metrics (monitoring.metrics, monitoring.prometheus) -------------------------------------
 METRICS = {

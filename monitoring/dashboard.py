@@ -73,6 +73,7 @@ def server_cards(now: datetime | None = None) -> list[dict[str, Any]]:
                 **row,
                 "transport": more.get("transport", ""),
                 "tools": more.get("tool_count", 0),
+                "instance_count": len(row.get("instances", ())),
                 "spark": spark,
                 "spark_points": charts.sparkline(spark),
             }
@@ -156,6 +157,7 @@ FIGURE_KEYS = (
     "status_changed_at",
     "transport",
     "tools",
+    "instance_count",
     "latency_ms",
     "calls_per_minute",
     "error_rate",
@@ -200,7 +202,7 @@ def window_summary(series: metrics.Series) -> dict[str, Any]:
 
 
 def server_page(server: McpServer) -> dict[str, Any]:
-    """Everything the server page shows: charts per window, tools, stderr, status history."""
+    """Everything the server page shows: charts per window, tools, instances, stderr, status and scaling history."""
     windows = []
     for name, fmt in WINDOW_FORMATS.items():
         series = metrics.series(name, server_ids=[server.pk])
@@ -220,6 +222,8 @@ def server_page(server: McpServer) -> dict[str, Any]:
         "tools": list(server.tools.order_by("name")),
         "stderr": stderr_lines(server.pk),
         "changes": list(server.status_changes.order_by("-changed_at")[:TIMELINE_LENGTH]),
+        "instances": card["instances"] if card else [],
+        "scaling": list(server.scaling_events.order_by("-at", "-id")[:TIMELINE_LENGTH]),
         "admin_url": reverse("admin:servers_mcpserver_change", args=[server.pk]),
     }
 

@@ -77,8 +77,7 @@ def sample_sessions(sessions: Iterable[UpstreamSession]) -> list[ProcessSample]:
 
 
 def sample_gateway() -> list[ProcessSample]:
-    """The stdio upstreams of this process's MCP gateway (none if the gateway has not started)."""
-    from servers.gateway.app import runner
+    """Every stdio instance of this process's MCP gateway (none if the gateway has not started)."""
+    from monitoring.instances import gateway_pools
 
-    upstreams = runner.gateway.upstreams if runner.gateway is not None else None
-    return sample_sessions(upstreams.sessions()) if upstreams is not None else []
+    return sample_sessions(session for pool in gateway_pools() for session in pool.sessions())

@@ -31,7 +31,9 @@ CACHE_ERRORS = (ConnectionInterrupted, RedisError, OSError)
 
 
 def compute_overview(now: datetime | None = None) -> dict[str, Any]:
-    """Every enabled server's status, last check and metrics over the last few minutes (3 queries)."""
+    """Every enabled server's status, last check, metrics over the last few minutes (3 queries) and instances."""
+    from monitoring.instances import all_instances
+
     now = now or timezone.now()
     minutes = int(monitoring_settings()["METRICS_WINDOW_MINUTES"])
     latest = HealthCheck.objects.filter(server=OuterRef("pk")).order_by("-checked_at")
@@ -56,11 +58,14 @@ def compute_overview(now: datetime | None = None) -> dict[str, Any]:
             p95_weighted=Sum(F("latency_p95") * F("count"), output_field=FloatField()),
         )
     }
-    rows = [_row(server, metrics.get(server["id"]), minutes) for server in servers]
+    instances = all_instances()
+    rows = [_row(server, metrics.get(server["id"]), minutes, instances.get(server["id"], [])) for server in servers]
     return {"generated_at": now.isoformat(), "window_minutes": minutes, "servers": rows}
 
 
-def _row(server: dict[str, Any], metric: dict[str, Any] | None, minutes: int) -> dict[str, Any]:
+def _row(
+    server: dict[str, Any], metric: dict[str, Any] | None, minutes: int, instances: list[dict[str, Any]]
+) -> dict[str, Any]:
     calls = int(metric["calls"] or 0) if metric else 0
     return {
         "id": server["id"],
@@ -75,6 +80,7 @@ def _row(server: dict[str, Any], metric: dict[str, Any] | None, minutes: int) ->
         "error_rate": round(1 - int(metric["ok_calls"] or 0) / calls, 4) if calls else None,
         # Percentiles do not add up across buckets: a count-weighted mean of the minutes' p95 approximates it.
         "p95_ms": round(metric["p95_weighted"] / calls, 2) if calls else None,
+        "instances": instances,
     }
 
 

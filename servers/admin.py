@@ -22,7 +22,7 @@ from django.utils.text import Truncator
 
 from servers import mcp_json, services
 from servers.forms import ImportForm, McpServerForm
-from servers.models import McpServer, Prompt, Resource, Status, Tool
+from servers.models import McpServer, Prompt, Resource, ScalingEvent, Status, Tool
 from servers.upstream import stderr
 
 STATUS_COLOURS = {
@@ -32,6 +32,7 @@ STATUS_COLOURS = {
     Status.UNKNOWN: "#757575",
 }
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
+RECENT_SCALING_EVENTS = 20
 
 
 class TagFilter(admin.SimpleListFilter):
@@ -91,6 +92,40 @@ class PromptInline(ReadOnlyInline):
     fields = ("name", "title", "description", "arguments", "last_seen")
 
 
+class RecentScalingFormSet(BaseInlineFormSet):
+    """Only the newest events of the server (the whole history is in the Scaling events list)."""
+
+    def get_queryset(self) -> QuerySet[ScalingEvent]:
+        return super().get_queryset()[:RECENT_SCALING_EVENTS]
+
+
+class ScalingEventInline(ReadOnlyInline):
+    model = ScalingEvent
+    formset = RecentScalingFormSet
+    fields = ("at", "from_instances", "to_instances", "reason")
+    readonly_fields = fields
+    verbose_name_plural = f"scaling events (newest {RECENT_SCALING_EVENTS}, all web processes)"
+
+
+@admin.register(ScalingEvent)
+class ScalingEventAdmin(admin.ModelAdmin):
+    """Autoscaling decisions, as recorded by the pools; read-only."""
+
+    list_display = ("at", "server", "from_instances", "to_instances", "reason")
+    list_filter = ("server",)
+    list_select_related = ("server",)
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(McpServer)
 class McpServerAdmin(admin.ModelAdmin):
     form = McpServerForm
@@ -99,7 +134,7 @@ class McpServerAdmin(admin.ModelAdmin):
     list_filter = ("transport", "status", "enabled", TagFilter)
     search_fields = ("name", "slug", "description", "command", "url")
     prepopulated_fields = {"slug": ("name",)}
-    inlines = (ToolInline, ResourceInline, PromptInline)
+    inlines = (ToolInline, ResourceInline, PromptInline, ScalingEventInline)
     actions = ("check_now", "refresh_tools", "enable_servers", "disable_servers", "restart_servers")
     readonly_fields = (
         "status_badge",
@@ -118,6 +153,18 @@ class McpServerAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "slug", "description", "transport", "enabled", "tags")}),
         ("stdio", {"fields": ("command", "args", "env", "cwd", "idle_timeout")}),
         ("HTTP", {"fields": ("url", "headers")}),
+        (
+            "Instances",
+            {
+                "fields": (
+                    ("min_instances", "max_instances"),
+                    ("balancing_policy", "instance_max_concurrent_calls"),
+                    "replica_urls",
+                ),
+                "description": "Several stdio processes of the same command (autoscaled between min and max), "
+                "or several URLs of one HTTP server; calls are spread by the balancing policy.",
+            },
+        ),
         (
             "Limits and tools",
             {

@@ -15,7 +15,8 @@ from django.utils import timezone
 from servers.hooks import django_hooks
 from servers.models import McpServer, Prompt, Resource, Tool
 from servers.upstream.manager import upstream_manager
-from servers.upstream.session import UpstreamSession, describe, era_of
+from servers.upstream.pool import UpstreamPool
+from servers.upstream.session import describe, era_of
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,12 @@ class ProbeResult:
 
 
 async def _with_session(server: McpServer, work: Any) -> Any:
-    """Connect once (a process of its own for stdio), run `work(session)`, disconnect."""
+    """Connect once (one process of its own for stdio, even for a pool), run `work(session)`, disconnect."""
     async with upstream_manager(django_hooks()) as manager:
-        return await work(manager.session(server.upstream_config()))
+        return await work(manager.session(server.upstream_config().single()))
 
 
-async def _fetch(session: UpstreamSession) -> Discovered:
+async def _fetch(session: UpstreamPool) -> Discovered:
     tools = await session.list_tools()
     resources = await session.list_resources()
     prompts = await session.list_prompts()
@@ -61,7 +62,7 @@ def discover(server: McpServer) -> Discovered | None:
     return found
 
 
-async def rediscover_live(server_id: int, session: UpstreamSession) -> None:
+async def rediscover_live(server_id: int, session: UpstreamPool) -> None:
     """Re-list through a live session (after its notifications/tools/list_changed) and store the result.
 
     A fresh connection would not do: a server's runtime tool changes live in that process.
@@ -217,7 +218,7 @@ def tool_to_dict(tool: Tool) -> dict[str, Any]:
 def probe(server: McpServer) -> ProbeResult:
     """Connect and make one era-appropriate round trip (ping, or server/discover); never raises."""
 
-    async def round_trip(session: UpstreamSession) -> ProbeResult:
+    async def round_trip(session: UpstreamPool) -> ProbeResult:
         await session.ping()
         started = time.perf_counter()
         await session.ping()

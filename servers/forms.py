@@ -83,6 +83,10 @@ class McpServerForm(forms.ModelForm):
     url = forms.URLField(
         label="URL", max_length=500, required=False, assume_scheme="https", help_text="http:// or https:// only."
     )
+    replica_urls = StringListField(
+        label="Replica URLs",
+        help_text='HTTP only: more URLs of the same server, e.g. ["https://b.example/mcp"]; one instance per URL.',
+    )
     env = SecretMappingField(label="Environment")
     headers = SecretMappingField(label="HTTP headers")
 
@@ -106,6 +110,11 @@ class McpServerForm(forms.ModelForm):
             "max_concurrent_calls",
             "health_check_interval",
             "idle_timeout",
+            "min_instances",
+            "max_instances",
+            "balancing_policy",
+            "instance_max_concurrent_calls",
+            "replica_urls",
             "tool_allowlist",
             "tool_denylist",
         ]

@@ -1,4 +1,4 @@
-"""What the upstream layer's reports do in the hub: persist the era, keep stderr, rediscover.
+"""What the upstream layer's reports do in the hub: persist the era, keep stderr, rediscover, record scaling.
 
 The upstream layer calls these from its event loop; the ORM and Celery are
 blocking, so the work runs on one background thread, in order.
@@ -60,5 +60,17 @@ def _log_restart(server_id: int, reason: str) -> None:
     logger.info("upstream server %s reconnecting: %s", server_id, reason)
 
 
+def _record_scaling(server_id: int, from_instances: int, to_instances: int, reason: str) -> None:
+    from servers.services import record_scaling
+
+    _in_background(lambda: record_scaling(server_id, from_instances, to_instances, reason))
+
+
 def django_hooks() -> SessionHooks:
-    return SessionHooks(on_era=_save_era, on_stderr=_keep_stderr, on_tools_changed=_rediscover, on_restart=_log_restart)
+    return SessionHooks(
+        on_era=_save_era,
+        on_stderr=_keep_stderr,
+        on_tools_changed=_rediscover,
+        on_restart=_log_restart,
+        on_scale=_record_scaling,
+    )

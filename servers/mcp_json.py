@@ -53,6 +53,11 @@ HUB_FIELDS = (
     "idle_timeout",
     "tool_allowlist",
     "tool_denylist",
+    "min_instances",
+    "max_instances",
+    "balancing_policy",
+    "instance_max_concurrent_calls",
+    "replica_urls",
 )
 
 

@@ -10,7 +10,7 @@ import shutil
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator, URLValidator
 from django.db import models
 from django.utils import timezone
 
@@ -38,6 +38,19 @@ class Status(models.TextChoices):
     UP = "up"
     DEGRADED = "degraded"
     DOWN = "down"
+
+
+class BalancingPolicy(models.TextChoices):
+    """How a server's calls are spread over its instances (servers.upstream.balancing)."""
+
+    ROUND_ROBIN = "round_robin", "round robin"
+    LEAST_CONNECTIONS = "least_connections", "least connections (fewest calls in flight)"
+    WEIGHTED = "weighted", "weighted by recent latency and errors"
+    AFFINITY = "affinity", "session affinity (one client, one instance)"
+
+
+# Upper bound of a server's instances (stdio processes, or URLs) per web process.
+MAX_INSTANCES = 16
 
 
 class Era(models.TextChoices):
@@ -81,6 +94,25 @@ class McpServer(models.Model):
         default=0, help_text="Seconds without calls before a stdio process is stopped; 0 keeps it running."
     )
 
+    # Pool: several instances of this server (stdio replicas, or HTTP replica URLs).
+    min_instances = models.PositiveIntegerField(
+        default=1, help_text=f"stdio: processes always running (1 to {MAX_INSTANCES})."
+    )
+    max_instances = models.PositiveIntegerField(
+        default=1, help_text="stdio: autoscaling adds processes up to this under sustained load."
+    )
+    balancing_policy = models.CharField(
+        max_length=20, choices=BalancingPolicy.choices, default=BalancingPolicy.LEAST_CONNECTIONS
+    )
+    instance_max_concurrent_calls = models.PositiveIntegerField(
+        default=0, help_text="Calls at once per instance; a full instance is skipped. 0: no limit."
+    )
+    replica_urls = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='HTTP: more URLs serving the same server, e.g. ["https://b.example/mcp"]; one instance per URL.',
+    )
+
     # Learned and derived state.
     era = models.CharField(max_length=20, choices=Era.choices, blank=True, default=Era.UNKNOWN)
     protocol_version = models.CharField(max_length=20, blank=True)
@@ -117,6 +149,7 @@ class McpServer(models.Model):
                 errors["url"] = "An HTTP server needs a URL."
             elif not self.url.startswith(("http://", "https://")):
                 errors["url"] = "Only http:// and https:// URLs are allowed."
+        errors.update(self._pool_errors())
         for field in ("args", "tags", "tool_allowlist", "tool_denylist"):
             if not _is_string_list(getattr(self, field)):
                 errors[field] = "Must be a JSON list of strings."
@@ -126,6 +159,28 @@ class McpServer(models.Model):
                 errors[field] = "Must be a JSON object whose values are strings."
         if errors:
             raise ValidationError(errors)
+
+    def _pool_errors(self) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        low, high = self.min_instances, self.max_instances
+        if low is None or not 1 <= low <= MAX_INSTANCES:
+            errors["min_instances"] = f"Must be between 1 and {MAX_INSTANCES}."
+        if high is None or not 1 <= high <= MAX_INSTANCES:
+            errors["max_instances"] = f"Must be between 1 and {MAX_INSTANCES}."
+        elif low is not None and high < low:
+            errors["max_instances"] = "Must be at least the minimum number of instances."
+        urls = self.replica_urls
+        if not _is_string_list(urls):
+            errors["replica_urls"] = "Must be a JSON list of URLs."
+        elif bad := [url for url in urls if not _is_http_url(url)]:
+            errors["replica_urls"] = f"Not an http:// or https:// URL: {', '.join(bad)}."
+        elif urls and self.transport == Transport.STDIO:
+            errors["replica_urls"] = "Only HTTP servers have replica URLs; stdio servers scale with min/max instances."
+        elif len(urls) + 1 > MAX_INSTANCES:
+            errors["replica_urls"] = f"At most {MAX_INSTANCES - 1} replica URLs."
+        elif self.url in urls or len(set(urls)) != len(urls):
+            errors["replica_urls"] = "Each URL may appear once (the main URL included)."
+        return errors
 
     def tool_visible(self, tool_name: str) -> bool:
         """Whether the allow/deny lists let this tool through (deny wins)."""
@@ -161,6 +216,11 @@ class McpServer(models.Model):
             "era": self.era,
             "protocol_version": self.protocol_version,
             "config_version": self.config_version,
+            "min_instances": self.min_instances,
+            "max_instances": self.max_instances,
+            "balancing_policy": self.balancing_policy,
+            "instance_max_concurrent_calls": self.instance_max_concurrent_calls,
+            "replica_urls": list(self.replica_urls) if self.transport != Transport.STDIO else [],
         }
 
 
@@ -173,6 +233,31 @@ def resolve_command(command: str) -> str | None:
 
 def _is_string_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except ValidationError:
+        return False
+    return True
+
+
+class ScalingEvent(models.Model):
+    """One autoscaling decision of a server's pool (written by servers.services.record_scaling)."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="scaling_events")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    from_instances = models.PositiveIntegerField()
+    to_instances = models.PositiveIntegerField()
+    reason = models.CharField(max_length=300)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["server", "-at"], name="scaling_server_at")]
+
+    def __str__(self) -> str:
+        return f"{self.server_id}: {self.from_instances} → {self.to_instances} at {self.at:%Y-%m-%d %H:%M:%S}"
 
 
 class Capability(models.Model):

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import F
 
 from servers.discovery import Discovered, ProbeResult, bump_registry_version, discover, probe
-from servers.models import AccessToken, McpServer
+from servers.models import AccessToken, McpServer, ScalingEvent
 
 # Fields whose change means live upstream sessions must reconnect.
 CONNECTION_FIELDS = (
@@ -29,6 +29,11 @@ CONNECTION_FIELDS = (
     "call_timeout",
     "idle_timeout",
     "max_concurrent_calls",
+    "min_instances",
+    "max_instances",
+    "balancing_policy",
+    "instance_max_concurrent_calls",
+    "replica_urls",
 )
 
 
@@ -99,6 +104,15 @@ def set_tools_enabled(changes: dict[int, bool]) -> int:
         for server_id in set(Tool.objects.filter(pk__in=list(changes)).values_list("server_id", flat=True)):
             transaction.on_commit(lambda server_id=server_id: invalidate_tool_cache(server_id))
     return changed
+
+
+def record_scaling(server_id: int, from_instances: int, to_instances: int, reason: str) -> ScalingEvent | None:
+    """Keep one autoscaling decision of a server's pool (None if the server was deleted meanwhile)."""
+    if not McpServer.objects.filter(pk=server_id).exists():
+        return None
+    return ScalingEvent.objects.create(
+        server_id=server_id, from_instances=from_instances, to_instances=to_instances, reason=reason[:300]
+    )
 
 
 def check_server(server: McpServer) -> ProbeResult:

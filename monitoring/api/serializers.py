@@ -16,6 +16,22 @@ class StatusFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(required=False, choices=Status.choices, help_text="Only servers in this status.")
 
 
+class InstanceSerializer(serializers.Serializer):
+    """One running instance of a server in one web process (see ``monitoring.instances``)."""
+
+    process = serializers.CharField(help_text="The web process running it (host:pid).")
+    index = serializers.IntegerField()
+    label = serializers.CharField(help_text="`#N` for a stdio replica, the URL for an HTTP one.")
+    state = serializers.ChoiceField(choices=["connecting", "connected", "backoff", "stopped"])
+    healthy = serializers.BooleanField(help_text="In rotation (out after a failure until a probe succeeds).")
+    in_flight = serializers.IntegerField(help_text="Calls in flight on it now.")
+    latency_ms = serializers.FloatField(help_text="Moving average of its call latency; 0 before its first call.")
+    calls = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    pid = serializers.IntegerField(allow_null=True, help_text="The stdio process; null for HTTP.")
+    restarts = serializers.IntegerField()
+
+
 class ServerStatusSerializer(serializers.Serializer):
     """One server in ``GET /api/status/`` (documentation of the cached rows; they are served as stored)."""
 
@@ -30,6 +46,7 @@ class ServerStatusSerializer(serializers.Serializer):
     calls_per_minute = serializers.FloatField(help_text="Over the last `window_minutes`.")
     error_rate = serializers.FloatField(allow_null=True, help_text="Share of calls not ok; null without calls.")
     p95_ms = serializers.FloatField(allow_null=True, help_text="Approximate p95 latency of calls; null without calls.")
+    instances = InstanceSerializer(many=True, help_text="Its running instances, in every web process.")
 
 
 class StatusSerializer(serializers.Serializer):

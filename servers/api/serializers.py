@@ -43,6 +43,7 @@ class McpServerSerializer(serializers.ModelSerializer):
     tags = _string_list("Free-form labels.")
     tool_allowlist = _string_list('Glob patterns, e.g. ["get_*"]; empty: all tools.')
     tool_denylist = _string_list("Glob patterns of tools to hide.")
+    replica_urls = _string_list("HTTP: more URLs of the same server; one pool instance per URL.")
     env = _secret_map(f"Environment of the stdio process; values read as {MASK!r}, and {MASK!r} keeps a value.")
     headers = _secret_map(f"HTTP headers; values read as {MASK!r}, and {MASK!r} keeps a value.")
 
@@ -69,6 +70,11 @@ class McpServerSerializer(serializers.ModelSerializer):
             "max_concurrent_calls",
             "health_check_interval",
             "idle_timeout",
+            "min_instances",
+            "max_instances",
+            "balancing_policy",
+            "instance_max_concurrent_calls",
+            "replica_urls",
             *READ_ONLY_SERVER_FIELDS[1:],
         )
         read_only_fields = READ_ONLY_SERVER_FIELDS

@@ -31,6 +31,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from logs.writer import LogRecord, submit
+from monitoring import instances
 from servers.discovery import rediscover_live, registry_version
 from servers.gateway import live
 from servers.gateway.auth import TokenInfo
@@ -40,6 +41,7 @@ from servers.gateway.registry import ServerEntry, Snapshot, build_snapshot
 from servers.hooks import django_hooks
 from servers.upstream.errors import UpstreamError, UpstreamOverloaded, UpstreamTimeout
 from servers.upstream.manager import UpstreamManager, upstream_manager
+from servers.upstream.pool import AFFINITY_KEY, PoolSettings
 
 logger = logging.getLogger(__name__)
 
@@ -162,10 +164,12 @@ class Gateway:
     async def run(self, started: Callable[[], None], stop: anyio.Event) -> None:
         """Serve until `stop` is set: upstream sessions, the SDK session manager, the refresh loop."""
         hooks = replace(django_hooks(), on_tools_changed=self._on_upstream_tools_changed)
-        async with upstream_manager(hooks) as upstreams, self.session_manager.run():
+        pool_settings = PoolSettings.from_mapping(settings.MCPHUB_POOL)
+        async with upstream_manager(hooks, pool_settings) as upstreams, self.session_manager.run():
             self.upstreams = upstreams
             await self.refresh(force=True)
             started()
+            published = 0.0
             while not stop.is_set():
                 with anyio.move_on_after(REFRESH_SECONDS):
                     await stop.wait()
@@ -173,7 +177,13 @@ class Gateway:
                     await self.refresh()
                 except Exception:
                     logger.exception("gateway snapshot refresh failed; keeping the previous one")
+                if time.monotonic() - published >= instances.PUBLISH_EVERY:
+                    published = time.monotonic()
+                    # Taken here, in the pools' event loop; stored from a thread (a Redis write).
+                    rows = instances.local_rows(upstreams.sessions())
+                    await sync_to_async(instances.publish, thread_sensitive=False)(rows)
             self.upstreams = None
+        await sync_to_async(instances.withdraw, thread_sensitive=False)()
 
     async def refresh(self, force: bool = False) -> None:
         """Reload the snapshot when the registry version moved; tell clients when the tool set changed."""
@@ -392,6 +402,7 @@ class Gateway:
             call.finish("upstream_down", error=failure.message)
             return failure
         reachable: bool | None = None  # what this call learned of the upstream (for a breaker trial)
+        affinity = AFFINITY_KEY.set(call.affinity_key)  # which pool instance keeps this caller
         try:
             async with self._gate(entry).slot(entry.slug, entry.config.call_timeout):
                 result = await operation()
@@ -409,6 +420,7 @@ class Gateway:
             call.finish("protocol_error", error="cancelled by the client")
             raise
         finally:
+            AFFINITY_KEY.reset(affinity)
             if admission.trial:
                 self.breaker.settle(entry.id, reachable)
                 if reachable and self.upstreams is not None:
@@ -440,6 +452,12 @@ class CallRecorder:
             request_bytes=int(headers.get("content-length", 0) or 0),
         )
         self._done = False
+
+    @property
+    def affinity_key(self) -> str:
+        """The downstream session when there is one (handshake era), else the token."""
+        record = self._record
+        return f"session:{record.session_id}" if record.session_id else f"token:{record.token_id}"
 
     def server(self, entry: ServerEntry, tool: str) -> None:
         self._record.server_id = entry.id

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -24,10 +24,31 @@ class UpstreamConfig:
     era: str = ""  # "" (detect), "stateless" or "handshake"
     protocol_version: str = ""
     config_version: int = 1
+    # Pool: stdio replicas of the same command, or `url` plus `replica_urls` for HTTP.
+    min_instances: int = 1
+    max_instances: int = 1
+    balancing_policy: str = "least_connections"
+    instance_max_concurrent_calls: int = 0  # 0: no per-instance limit
+    replica_urls: tuple[str, ...] = ()
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> UpstreamConfig:
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
-        if "args" in known:
-            known["args"] = tuple(known["args"])
+        for name in ("args", "replica_urls"):
+            if name in known:
+                known[name] = tuple(known[name])
         return cls(**known)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every HTTP instance's URL: `url` first, then the replicas."""
+        return (self.url, *self.replica_urls)
+
+    @property
+    def autoscaled(self) -> bool:
+        """Only stdio replicas scale; an HTTP pool has one instance per URL."""
+        return self.transport == "stdio" and self.max_instances > self.min_instances
+
+    def single(self) -> UpstreamConfig:
+        """This server as one instance (discovery and probes need one connection, not the whole pool)."""
+        return replace(self, min_instances=1, max_instances=1, replica_urls=())

@@ -1,8 +1,9 @@
 """The upstream sessions of one process, keyed by server id, run in one task group.
 
 Owned by a long-lived task: the gateway's runner in a web process, a
-`with_upstreams()` block in a Celery task, a test. Sessions start lazily on
-first use and are replaced when the server's `config_version` moves on.
+`with_upstreams()` block in a Celery task, a test. Each server's session is an
+`UpstreamPool` (one instance unless configured otherwise); pools start lazily
+on first use and are replaced when the server's `config_version` moves on.
 """
 
 from __future__ import annotations
@@ -15,23 +16,27 @@ import anyio
 from anyio.abc import TaskGroup
 
 from servers.upstream.config import UpstreamConfig
-from servers.upstream.session import SessionHooks, UpstreamSession
+from servers.upstream.pool import PoolSettings, UpstreamPool
+from servers.upstream.session import SessionHooks
 
 
 class UpstreamManager:
-    def __init__(self, task_group: TaskGroup, hooks: SessionHooks | None = None) -> None:
+    def __init__(
+        self, task_group: TaskGroup, hooks: SessionHooks | None = None, pool_settings: PoolSettings | None = None
+    ) -> None:
         self._task_group = task_group
         self._hooks = hooks or SessionHooks()
-        self._sessions: dict[int, UpstreamSession] = {}
+        self._pool_settings = pool_settings or PoolSettings()
+        self._sessions: dict[int, UpstreamPool] = {}
 
-    def session(self, config: UpstreamConfig) -> UpstreamSession:
-        """The live session for this server, started or replaced as needed."""
+    def session(self, config: UpstreamConfig) -> UpstreamPool:
+        """The live pool for this server, started or replaced as needed."""
         current = self._sessions.get(config.id)
         if current is not None and current.usable and current.config.config_version >= config.config_version:
             return current
         if current is not None:
             current.retire()  # finishes its in-flight calls, then stops its process
-        session = UpstreamSession(config, self._hooks)
+        session = UpstreamPool(config, self._hooks, self._pool_settings)
         self._sessions[config.id] = session
         self._task_group.start_soon(session.run, name=f"upstream:{config.slug}")
         return session
@@ -40,10 +45,10 @@ class UpstreamManager:
         """Run background work (e.g. a re-discovery) in the manager's task group."""
         self._task_group.start_soon(function, *args)
 
-    def get(self, server_id: int) -> UpstreamSession | None:
+    def get(self, server_id: int) -> UpstreamPool | None:
         return self._sessions.get(server_id)
 
-    def sessions(self) -> list[UpstreamSession]:
+    def sessions(self) -> list[UpstreamPool]:
         return list(self._sessions.values())
 
     def stop(self, server_id: int) -> None:
@@ -57,10 +62,12 @@ class UpstreamManager:
 
 
 @asynccontextmanager
-async def upstream_manager(hooks: SessionHooks | None = None) -> AsyncIterator[UpstreamManager]:
+async def upstream_manager(
+    hooks: SessionHooks | None = None, pool_settings: PoolSettings | None = None
+) -> AsyncIterator[UpstreamManager]:
     """Run a manager for the duration of the block; every session (and child process) ends with it."""
     async with anyio.create_task_group() as task_group:
-        manager = UpstreamManager(task_group, hooks)
+        manager = UpstreamManager(task_group, hooks, pool_settings)
         try:
             yield manager
         finally:

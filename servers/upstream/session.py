@@ -54,6 +54,7 @@ class SessionHooks:
     on_stderr: Callable[[int, list[str]], None] = _noop  # server id, lines
     on_tools_changed: Callable[[int], None] = _noop  # server id
     on_restart: Callable[[int, str], None] = _noop  # server id, reason
+    on_scale: Callable[[int, int, int, str], None] = _noop  # server id, from, to instances, reason (pools)
 
 
 @dataclass

@@ -64,6 +64,7 @@
     field(card, "calls_per_minute").textContent = fmt.rate(row.calls_per_minute);
     field(card, "error_rate").textContent = fmt.percent(row.error_rate);
     field(card, "p95_ms").textContent = fmt.ms(row.p95_ms);
+    field(card, "instance_count").textContent = row.instance_count;
     const error = field(card, "last_error");
     error.textContent = row.last_error || "";
     error.title = row.last_error || "";
