@@ -97,6 +97,19 @@ def latency_chart(series: Series, fmt: str) -> Chart:
     return chart
 
 
+def _bar(chart: Chart, x: float, width: float, value: float, css: str, title: str) -> dict[str, float | str]:
+    """A bar from the baseline up to `value`."""
+    top = chart.y(value)
+    return {
+        "x": round(x, 2),
+        "y": round(top, 2),
+        "w": round(width, 2),
+        "h": round(chart.y(0) - top, 2),
+        "css": css,
+        "title": title,
+    }
+
+
 def calls_chart(series: Series, fmt: str) -> Chart:
     """Calls per bucket as bars, their errors as red bars over them."""
     chart = Chart()
@@ -110,29 +123,9 @@ def calls_chart(series: Series, fmt: str) -> Chart:
             continue
         x = chart.x(i, count) - width / 2
         title = f"{_time(point.bucket, fmt)}: {point.count} calls, {point.errors} errors"
-        top = chart.y(point.count)
-        chart.bars.append(
-            {
-                "x": round(x, 2),
-                "y": round(top, 2),
-                "w": round(width, 2),
-                "h": round(chart.y(0) - top, 2),
-                "css": "bar-calls",
-                "title": title,
-            }
-        )
+        chart.bars.append(_bar(chart, x, width, point.count, "bar-calls", title))
         if point.errors:
-            err_top = chart.y(point.errors)
-            chart.bars.append(
-                {
-                    "x": round(x, 2),
-                    "y": round(err_top, 2),
-                    "w": round(width, 2),
-                    "h": round(chart.y(0) - err_top, 2),
-                    "css": "bar-errors",
-                    "title": title,
-                }
-            )
+            chart.bars.append(_bar(chart, x, width, point.errors, "bar-errors", title))
     _axes(chart, series, fmt)
     return chart
 
