@@ -255,6 +255,9 @@ if not MCPHUB_TOOL_SEPARATOR or any(c.isalnum() or c == "-" for c in MCPHUB_TOOL
 MCPHUB_MAX_REQUEST_BYTES = int(os.environ.get("MCPHUB_MAX_REQUEST_BYTES", str(4 * 1024 * 1024)))
 # Calls waiting for a free slot of one server (beyond its max concurrent calls) before "overloaded".
 MCPHUB_MAX_QUEUED_CALLS = int(os.environ.get("MCPHUB_MAX_QUEUED_CALLS", "64"))
+# A stateless-era call silent this long turns its answer into an SSE stream with keep-alive pings
+# (as the SDK does), so that a proxy's idle-read timeout does not cut a long call.
+MCPHUB_SSE_KEEPALIVE_SECONDS = float(os.environ.get("MCPHUB_SSE_KEEPALIVE_SECONDS", "15"))
 # Origins allowed to call /mcp from a browser (DNS-rebinding protection); hosts come from ALLOWED_HOSTS.
 MCPHUB_ALLOWED_ORIGINS = env_list("MCPHUB_ALLOWED_ORIGINS", "")
 # Upstream pools (servers with several instances), read by servers.upstream.pool.PoolSettings.

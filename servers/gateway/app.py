@@ -1,5 +1,7 @@
 """The ASGI app behind /mcp and /mcp/<slug>/: bearer-token check, then the SDK's session manager.
 
+A stateless-era tools/call takes the hot path of servers.gateway.stateless instead.
+
 Django's ASGI handler ignores the lifespan protocol, so the gateway starts
 lazily on the first request, in a long-lived task of the server's event loop
 (the SDK's session manager and our upstream sessions need one task to own
@@ -16,7 +18,9 @@ import logging
 from typing import Any
 
 import anyio
+from django.conf import settings
 
+from servers.gateway import stateless
 from servers.gateway.auth import authenticate_cached, bearer_secret
 from servers.gateway.server import CURRENT_SLUG, Gateway, RequestScope
 
@@ -136,6 +140,10 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
             await _json_response(send, 403, {"error": f"this token may not use {slug!r}"}, [])
             return
     CURRENT_SLUG.set(slug)
-    await gateway.session_manager.handle_request(
-        {**scope, "mcphub": RequestScope(token=token, slug=slug)}, receive, send
-    )
+    request_scope = RequestScope(token=token, slug=slug)
+    if stateless.is_candidate(scope):
+        body, complete = await stateless.read_body(receive, settings.MCPHUB_MAX_REQUEST_BYTES)
+        if complete and await stateless.handle(gateway, request_scope, scope, receive, send, body):
+            return
+        receive = stateless.replaying(body, complete, receive)
+    await gateway.session_manager.handle_request({**scope, "mcphub": request_scope}, receive, send)

@@ -8,12 +8,14 @@ second by the gateway's refresh loop.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import mcp_types as types
 from django.db import connection
+from mcp.shared.inbound import find_invalid_x_mcp_header, x_mcp_header_map
 
 from servers.discovery import cached_tools
 from servers.gateway.names import public_name, public_uri
@@ -37,6 +39,8 @@ class ServerEntry:
     public_tools: list[types.Tool] = field(default_factory=list)
     original_tools: list[types.Tool] = field(default_factory=list)
     status_changed_at: datetime | None = None  # when `status` was set: the circuit breaker's cool-down
+    # Upstream tool name -> its x-mcp-header map, for tools that mirror arguments into Mcp-Param-* headers.
+    param_header_maps: dict[str, dict[tuple[str, ...], str]] = field(default_factory=dict)
 
     @property
     def down(self) -> bool:
@@ -111,4 +115,15 @@ def _entry(server: McpServer) -> ServerEntry:
         public_tools=[types.Tool.model_validate(tool) for tool in tools.values()],
         original_tools=[types.Tool.model_validate({**tool, "name": names[public]}) for public, tool in tools.items()],
         status_changed_at=server.status_changed_at,
+        param_header_maps=_param_header_maps(tools.values(), names),
     )
+
+
+def _param_header_maps(tools: Iterable[dict[str, Any]], names: dict[str, str]) -> dict[str, dict[tuple[str, ...], str]]:
+    """The x-mcp-header maps of the tools that have valid ones (the SDK client drops tools with invalid ones)."""
+    maps = {}
+    for tool in tools:
+        schema = tool.get("inputSchema")
+        if find_invalid_x_mcp_header(schema) is None and (header_map := x_mcp_header_map(schema)):
+            maps[names[tool["name"]]] = header_map
+    return maps

@@ -9,9 +9,10 @@ Lists come from the in-memory snapshot; calls go to the upstream layer.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -28,6 +29,8 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import mcp_param_headers
+from mcp_types import SERVER_INFO_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from logs.writer import LogRecord, submit
@@ -93,7 +96,17 @@ class ServerGate:
 
     @asynccontextmanager
     async def slot(self, slug: str, timeout: float) -> AsyncIterator[None]:
-        if self._semaphore.value == 0 and self.waiting >= self.queue_limit:
+        if self._semaphore.value > 0:
+            self._semaphore.acquire_nowait()  # the common case: no timer to set up and cancel
+        else:
+            await self._wait_for_slot(slug, timeout)
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+
+    async def _wait_for_slot(self, slug: str, timeout: float) -> None:
+        if self.waiting >= self.queue_limit:
             raise UpstreamOverloaded(slug, f"{self.waiting} calls already waiting for a free slot")
         self.waiting += 1
         try:
@@ -103,10 +116,6 @@ class ServerGate:
             raise UpstreamTimeout(slug, f"no free call slot within {timeout:g} s") from exc
         finally:
             self.waiting -= 1
-        try:
-            yield
-        finally:
-            self._semaphore.release()
 
 
 def _security_settings() -> TransportSecuritySettings:
@@ -261,7 +270,10 @@ class Gateway:
 
     def input_schema(self, name: str) -> dict[str, Any] | None:
         """A tool's input schema for the SDK's Mcp-Param header check (else it would list every tool per call)."""
-        slug = CURRENT_SLUG.get()
+        return self.tool_input_schema(CURRENT_SLUG.get(), name)
+
+    def tool_input_schema(self, slug: str | None, name: str) -> dict[str, Any] | None:
+        """The input schema of a tool as named at the endpoint `/mcp` (slug None) or `/mcp/<slug>/`."""
         if slug is None:
             found = self.snapshot.tool_index.get(name)
             return found[0].tools[name]["inputSchema"] if found else None
@@ -279,19 +291,24 @@ class Gateway:
             return None
         return entry, name
 
-    async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
-        scope = RequestScope.of(ctx)
-        call = CallRecorder(ctx, scope, params.name)
-        resolved = self._resolve_tool(scope, params.name)
+    def _tool_for_call(self, scope: RequestScope, call: CallRecorder, name: str) -> tuple[ServerEntry, str]:
+        """The server and upstream tool name a call goes to; -32602 (recorded) for one unknown or not allowed."""
+        resolved = self._resolve_tool(scope, name)
         if resolved is None:
-            call.finish("protocol_error", error=f"unknown tool {params.name!r}", code=types.INVALID_PARAMS)
-            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+            call.finish("protocol_error", error=f"unknown tool {name!r}", code=types.INVALID_PARAMS)
+            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
         entry, tool = resolved
         call.server(entry, tool)
         if not scope.token.allows(entry.id):
             # Same answer as for a tool that does not exist: a token learns nothing of other servers.
             call.finish("denied", error="token not allowed on this server", code=types.INVALID_PARAMS)
-            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
+        return entry, tool
+
+    async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+        scope = RequestScope.of(ctx)
+        call = CallRecorder.of(ctx, scope, params.name)
+        entry, tool = self._tool_for_call(scope, call, params.name)
         progress = ctx.session.report_progress if ctx.meta and "progress_token" in ctx.meta else None
 
         async def operation() -> types.CallToolResult:
@@ -303,6 +320,31 @@ class Gateway:
             call.finish("tool_error" if result.is_error else "ok", result=result)
             return result
         return result.as_tool_error()
+
+    async def call_tool_json(
+        self, scope: RequestScope, call: CallRecorder, name: str, arguments: dict[str, Any] | None
+    ) -> bytes:
+        """A stateless-era tools/call without the SDK's dispatch (servers.gateway.stateless): the result as JSON.
+
+        Same resolution, breaker, gate and call record as `call_tool`; raises MCPError for a JSON-RPC error.
+        """
+        entry, tool = self._tool_for_call(scope, call, name)
+        header_map = entry.param_header_maps.get(tool)
+        param_headers = mcp_param_headers(header_map, arguments or {}) if header_map else None
+
+        async def operation() -> dict[str, Any]:
+            return await self._session(entry).call_tool_json(tool, arguments, param_headers)
+
+        result = await self._forward(call, entry, operation)
+        if isinstance(result, ForwardFailure):
+            result = result.as_tool_error().model_dump(mode="json", by_alias=True, exclude_none=True)
+        # The SDK's rule for 2026-era results: a serverInfo stamp the handler (here the upstream) set wins.
+        meta = result.get("_meta")
+        if meta is None or (isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None):
+            result["_meta"] = {**(meta or {}), SERVER_INFO_META_KEY: self.server.server_info_stamp}
+        body = json.dumps(result, separators=(",", ":")).encode()
+        call.finish("tool_error" if result.get("isError") else "ok", response_bytes=len(body))
+        return body
 
     # --- resources and prompts ------------------------------------------------------------------
 
@@ -324,7 +366,7 @@ class Gateway:
             slug, original = scope.slug, uri
         else:
             slug, original = split_uri(uri) or ("", "")
-        call = CallRecorder(ctx, scope, f"resource:{uri}")
+        call = CallRecorder.of(ctx, scope, f"resource:{uri}")
         entry = self.snapshot.servers.get(slug)
         if entry is None or not scope.token.allows(entry.id):
             call.finish("denied" if entry else "protocol_error", error="unknown resource", code=types.INVALID_PARAMS)
@@ -355,7 +397,7 @@ class Gateway:
 
     async def get_prompt(self, ctx: Ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
         scope = RequestScope.of(ctx)
-        call = CallRecorder(ctx, scope, f"prompt:{params.name}")
+        call = CallRecorder.of(ctx, scope, f"prompt:{params.name}")
         found = None
         for entry in self._visible(scope):
             for prompt in entry.prompts:
@@ -440,18 +482,23 @@ class ForwardFailure:
 class CallRecorder:
     """Builds the request-log record of one call and hands it to the writer (a non-blocking put)."""
 
-    def __init__(self, ctx: Ctx, scope: RequestScope, name: str) -> None:
+    def __init__(self, scope: RequestScope, name: str, headers: Mapping[str, str], protocol_version: str) -> None:
         self._started = time.perf_counter()
-        headers = ctx.request.headers if ctx.request is not None else {}
         self._record = LogRecord(
             outcome="ok",
             tool=name,
             token_id=scope.token.id,
             session_id=headers.get("mcp-session-id", "") or "",
-            protocol_era="stateless" if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS else "handshake",
+            protocol_era="stateless" if protocol_version in MODERN_PROTOCOL_VERSIONS else "handshake",
             request_bytes=int(headers.get("content-length", 0) or 0),
         )
         self._done = False
+
+    @classmethod
+    def of(cls, ctx: Ctx, scope: RequestScope, name: str) -> CallRecorder:
+        """The recorder of a request the SDK dispatched."""
+        headers = ctx.request.headers if ctx.request is not None else {}
+        return cls(scope, name, headers, ctx.protocol_version)
 
     @property
     def affinity_key(self) -> str:
@@ -464,7 +511,9 @@ class CallRecorder:
         self._record.server_slug = entry.slug
         self._record.tool = tool
 
-    def finish(self, outcome: str, *, result: Any = None, error: str = "", code: int | None = None) -> None:
+    def finish(
+        self, outcome: str, *, result: Any = None, response_bytes: int = 0, error: str = "", code: int | None = None
+    ) -> None:
         if self._done:
             return
         self._done = True
@@ -473,6 +522,7 @@ class CallRecorder:
         record.latency_ms = (time.perf_counter() - self._started) * 1000
         record.error = error
         record.error_code = code
+        record.response_bytes = response_bytes
         if result is not None:
             record.response_bytes = len(result.model_dump_json(by_alias=True, exclude_none=True))
         submit(record)

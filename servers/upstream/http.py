@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import httpx2
 import mcp.client.sse as sdk_sse
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from servers.upstream.config import UpstreamConfig
+from servers.upstream.relay import make_relay_client
 
 # Transport-level retries: httpx retries only failed connection attempts, i.e. requests that
 # cannot have reached the server, so retrying a tools/call this way never runs it twice.
@@ -22,18 +24,19 @@ CONNECT_RETRIES = 2
 sdk_sse.sse_within_origin = functools.partial(sdk_sse.sse_within_origin, max_event_size=None)
 
 
-class SessionLostFlag:
-    """Set when a handshake-era server answered 404 to our session id: it restarted and forgot us."""
+class HttpLink:
+    """One connection attempt's HTTP state, shared by the SDK transport and the stateless relay."""
 
     def __init__(self) -> None:
-        self.lost = False
+        self.relay: aiohttp.ClientSession | None = None  # for relayed stateless calls, while the transport runs
+        self.lost = False  # a handshake-era server answered 404 to our session id: it restarted and forgot us
 
     async def on_response(self, response: httpx2.Response) -> None:
         if response.status_code == 404 and "mcp-session-id" in response.request.headers:
             self.lost = True
 
 
-def make_http_client(config: UpstreamConfig, flag: SessionLostFlag | None = None) -> httpx2.AsyncClient:
+def make_http_client(config: UpstreamConfig, flag: HttpLink | None = None) -> httpx2.AsyncClient:
     """A keep-alive pool for one upstream: its headers, timeouts and concurrency."""
     hooks: dict[str, list[Any]] = {"response": [flag.on_response]} if flag else {}
     limits = httpx2.Limits(
@@ -52,7 +55,7 @@ def make_http_client(config: UpstreamConfig, flag: SessionLostFlag | None = None
 
 
 @asynccontextmanager
-async def http_transport(config: UpstreamConfig, flag: SessionLostFlag) -> AsyncIterator[Any]:
+async def http_transport(config: UpstreamConfig, flag: HttpLink) -> AsyncIterator[Any]:
     """The SDK transport for this upstream, with our pooled client (closed when the transport ends)."""
     if config.transport == "sse":
 
@@ -64,6 +67,11 @@ async def http_transport(config: UpstreamConfig, flag: SessionLostFlag) -> Async
         return
     async with (
         make_http_client(config, flag) as client,
+        make_relay_client(config) as relay,
         streamable_http_client(config.url, http_client=client, max_sse_event_size=None) as streams,
     ):
-        yield streams
+        flag.relay = relay
+        try:
+            yield streams
+        finally:
+            flag.relay = None

@@ -424,6 +424,15 @@ class UpstreamPool:
     ) -> types.CallToolResult:
         return await self._dispatch(lambda s: s.call_tool(name, arguments, progress_callback, timeout))
 
+    async def call_tool_json(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None,
+        param_headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        return await self._dispatch(lambda s: s.call_tool_json(name, arguments, param_headers, timeout))
+
     async def list_tools(self) -> list[types.Tool]:
         return await self._dispatch(lambda s: s.list_tools())
 

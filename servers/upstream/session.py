@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import aiohttp
 import anyio
 import mcp_types as types
 from anyio.abc import TaskStatus
@@ -25,9 +26,10 @@ from mcp import Client, MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from servers.upstream import relay
 from servers.upstream.config import UpstreamConfig
 from servers.upstream.errors import UpstreamCrashed, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from servers.upstream.http import SessionLostFlag, http_transport
+from servers.upstream.http import HttpLink, http_transport
 from servers.upstream.stdio import ProcessInfo, stdio_transport
 
 logger = logging.getLogger(__name__)
@@ -92,7 +94,7 @@ class UpstreamSession:
         self._retiring = False
         self._reconnect_reason = ""
         self._reconnect_now = False
-        self._session_lost = SessionLostFlag()
+        self._http = HttpLink()
 
     # --- supervisor ------------------------------------------------------------------
 
@@ -150,8 +152,8 @@ class UpstreamSession:
             self.process = ProcessInfo()
             transport: Any = stdio_transport(config, self.process, lambda lines: self.hooks.on_stderr(config.id, lines))
         else:
-            self._session_lost = SessionLostFlag()
-            transport = http_transport(config, self._session_lost)
+            self._http = HttpLink()
+            transport = http_transport(config, self._http)
         # A remembered handshake era skips the discover probe (it has a fixed 10 s timeout of its own,
         # which a handshake-only server may make us wait out). Stateless servers answer the probe at
         # once, and its result carries the capabilities we need (e.g. tools.listChanged).
@@ -274,7 +276,7 @@ class UpstreamSession:
                 except MCPError as exc:
                     if exc.code == REQUEST_TIMEOUT:
                         raise UpstreamTimeout(self.config.slug, f"no answer within {limit:g} s") from exc
-                    if self._session_lost.lost and attempt == 1:
+                    if self._http.lost and attempt == 1:
                         # The server restarted and refused our session id (404): it never ran the
                         # call, so re-initialize and send it once more.
                         self.request_reconnect("session not found", immediate=True)
@@ -313,6 +315,36 @@ class UpstreamSession:
             lambda c: c.call_tool(name, arguments, read_timeout_seconds=limit, progress_callback=progress_callback),
             limit,
         )
+
+    async def call_tool_json(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None,
+        param_headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """The call's result as JSON: relayed raw to a stateless-era HTTP server, else through the SDK client."""
+        limit = timeout or self.config.call_timeout
+
+        async def operation(client: Client) -> dict[str, Any]:
+            http = self._http.relay
+            stateless = era_of(client.protocol_version) == "stateless"
+            if http is None or self.config.transport != "streamable_http" or not stateless:
+                result = await client.call_tool(name, arguments, read_timeout_seconds=limit)
+                return result.model_dump(mode="json", by_alias=True, exclude_none=True)
+            try:
+                with anyio.fail_after(limit):
+                    return await relay.post_tool_call(
+                        http, self.config.url, client.protocol_version, name, arguments, param_headers or {}
+                    )
+            except aiohttp.ClientConnectorError as exc:  # nothing was sent: another instance may take the call
+                self.request_reconnect(describe(exc))
+                raise UpstreamUnavailable(self.config.slug, describe(exc)) from exc
+            except (aiohttp.ClientError, relay.RelayError) as exc:
+                self.request_reconnect(describe(exc))
+                raise UpstreamCrashed(self.config.slug, f"connection lost during the call ({describe(exc)})") from exc
+
+        return await self.request(operation, limit)
 
     async def list_tools(self) -> list[types.Tool]:
         return await self._paginate(lambda c, cursor: c.list_tools(cursor=cursor), "tools")

@@ -1,0 +1,212 @@
+"""The hot path of /mcp: a 2026-07-28 tools/call answered without the SDK's per-request dispatch.
+
+The SDK's dispatch of one stateless POST (request context, pydantic models in
+and out, middleware) costs about 2.5 ms of CPU per call, several times the
+hub's own work (benchmarks/gateway.py). A 2026-07-28 tools/call is one
+self-contained POST with one answer, so it is served here: the same checks as
+the SDK's stateless entry, made with the SDK's own functions (content type,
+DNS-rebinding protection, Accept, routing headers, `_meta` envelope,
+`Mcp-Param-*` headers), then `Gateway.call_tool_json`.
+
+Everything else goes to the SDK's session manager with the body replayed:
+other methods, handshake-era sessions, calls that ask for progress (those need
+the SDK's notification stream), and any request that fails a check (the SDK
+writes the error for it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import mcp_types as types
+from django.conf import settings
+from mcp.server.streamable_http import check_accept_headers
+from mcp.server.transport_security import TransportSecurityMiddleware
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    MCP_PARAM_HEADER_PREFIX,
+    InboundModernRoute,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+    validate_mcp_param_headers,
+)
+from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from starlette.requests import Request
+
+from servers.gateway.server import CallRecorder, Gateway, RequestScope
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+CALL_PARAMS = frozenset({"name", "arguments", "_meta"})
+_MCP_PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower()
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def is_candidate(scope: Scope) -> bool:
+    """Whether the headers alone say: a stateless-era tools/call POST (the body decides the rest)."""
+    if scope["method"] != "POST":
+        return False
+    version = method = None
+    for key, value in scope["headers"]:
+        if key == b"mcp-protocol-version":
+            version = value.decode("latin-1")
+        elif key == b"mcp-method":
+            method = value
+        elif key == b"mcp-session-id":
+            return False
+    return method == b"tools/call" and version in MODERN_PROTOCOL_VERSIONS
+
+
+async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """The request body, up to `limit` bytes; True as well when it was all read (else the rest is unread)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks), True
+        if size > limit:
+            return b"".join(chunks), False
+
+
+def replaying(body: bytes, complete: bool, receive: Receive) -> Receive:
+    """A `receive` that first hands out what was already read, then goes on with the real one."""
+    pending = [{"type": "http.request", "body": body, "more_body": not complete}]
+
+    async def replay() -> dict[str, Any]:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+async def handle(
+    gateway: Gateway, request_scope: RequestScope, scope: Scope, receive: Receive, send: Send, body: bytes
+) -> bool:
+    """Serve a complete stateless tools/call body; False (nothing sent) when the SDK must serve it."""
+    request = Request(scope)
+    checked = await _checked_call(gateway, request_scope, request, body)
+    if checked is None:
+        return False
+    request_id, route, params = checked
+    call = CallRecorder(request_scope, params["name"], request.headers, route.protocol_version)
+    id_json = json.dumps(request_id).encode()
+    answer: tuple[int, bytes] | None = None  # HTTP status and JSON-RPC response
+    keepalive = settings.MCPHUB_SSE_KEEPALIVE_SECONDS
+    streaming = False  # True once the call outlived `keepalive` and the answer became an SSE stream
+
+    async def watch(cancel_scope: anyio.CancelScope) -> None:
+        """Cancel the call when the client goes away (this era's cancellation); keep a long call's stream alive."""
+        nonlocal streaming
+        while True:
+            with anyio.move_on_after(keepalive):
+                if (await receive())["type"] == "http.disconnect":
+                    cancel_scope.cancel()
+                    return
+                continue
+            if not streaming:
+                streaming = True
+                await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            await send({"type": "http.response.body", "body": b": ping\r\n\r\n", "more_body": True})
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch, tasks.cancel_scope)
+        answer = await _call(gateway, request_scope, call, id_json, params)
+        tasks.cancel_scope.cancel()
+    if answer is None:
+        return True  # the client went away; the call was cancelled upstream and recorded as such
+    status, body = answer
+    if streaming:
+        await send({"type": "http.response.body", "body": b"event: message\r\ndata: " + body + b"\r\n\r\n"})
+    else:
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    return True
+
+
+async def _call(
+    gateway: Gateway, request_scope: RequestScope, call: CallRecorder, id_json: bytes, params: dict[str, Any]
+) -> tuple[int, bytes]:
+    """The HTTP status and JSON-RPC response of one call."""
+    try:
+        result = await gateway.call_tool_json(request_scope, call, params["name"], params.get("arguments"))
+        return 200, b'{"jsonrpc":"2.0","id":%s,"result":%s}' % (id_json, result)
+    except MCPError as exc:
+        return _error(id_json, exc.error)
+    except Exception:
+        logger.exception("tools/call %s failed inside the hub", params["name"])
+        call.finish("protocol_error", error="internal error", code=types.INTERNAL_ERROR)
+        return _error(id_json, types.ErrorData(code=types.INTERNAL_ERROR, message="Internal error"))
+
+
+async def _checked_call(
+    gateway: Gateway, request_scope: RequestScope, request: Request, body: bytes
+) -> tuple[Any, InboundModernRoute, dict[str, Any]] | None:
+    """The id, envelope and params of a call that passes every check of the SDK's stateless entry, else None."""
+    security = TransportSecurityMiddleware(gateway.session_manager.security_settings)
+    if await security.validate_request(request, is_post=True) is not None:
+        return None
+    if check_accept_headers(request) != (True, True):
+        return None
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not (
+        isinstance(message, dict)
+        and message.get("jsonrpc") == "2.0"
+        and message.get("method") == "tools/call"
+        and isinstance(message.get("id"), str | int)
+        and not isinstance(message.get("id"), bool)
+        and isinstance(params := message.get("params"), dict)
+        and isinstance(params.get("name"), str)
+        and isinstance(params.get("arguments", {}), dict)
+        and params.keys() <= CALL_PARAMS
+        and progress_token_from_params(params) is None
+    ):
+        return None
+    if find_duplicated_routing_header(request.headers.items()) is not None:
+        return None
+    route = classify_inbound_request(message, headers=request.headers)
+    if not isinstance(route, InboundModernRoute):
+        return None
+    if _mcp_param_rejected(gateway, request_scope, request.headers, params):
+        return None
+    return message["id"], route, params
+
+
+def _mcp_param_rejected(
+    gateway: Gateway, request_scope: RequestScope, headers: Mapping[str, str], params: dict[str, Any]
+) -> bool:
+    """The SDK's Mcp-Param-* check against the called tool's schema (as its stateless entry makes it)."""
+    arguments = params.get("arguments") or {}
+    if not arguments and not any(header.startswith(_MCP_PARAM_PREFIX) for header in headers):
+        return False
+    schema = gateway.tool_input_schema(request_scope.slug, params["name"])
+    return schema is not None and validate_mcp_param_headers(schema, arguments, headers) is not None
+
+
+def _error(id_json: bytes, error: types.ErrorData) -> tuple[int, bytes]:
+    """A JSON-RPC error response, with the HTTP status the SDK's table gives its code."""
+    payload = json.dumps(error.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
+    body = b'{"jsonrpc":"2.0","id":%s,"error":%s}' % (id_json, payload.encode())
+    return ERROR_CODE_HTTP_STATUS.get(error.code, 200), body
