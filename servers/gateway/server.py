@@ -162,6 +162,7 @@ class Gateway:
             on_subscriptions_listen=ListenHandler(self._bus),
         )
         self.server.middleware.append(self._remember_session)
+        self._server_info = self.server.server_info_stamp  # serialized only, never changed: one copy will do
         self.session_manager = StreamableHTTPSessionManager(
             app=self.server,
             security_settings=_security_settings(),
@@ -283,6 +284,11 @@ class Gateway:
                 return entry.tools[public]["inputSchema"]
         return None
 
+    def declares_param_headers(self, scope: RequestScope, name: str) -> bool:
+        """Whether the tool mirrors arguments into Mcp-Param-* headers (x-mcp-header in its input schema)."""
+        resolved = self._resolve_tool(scope, name)
+        return resolved is not None and resolved[1] in resolved[0].param_header_maps
+
     def _resolve_tool(self, scope: RequestScope, name: str) -> tuple[ServerEntry, str] | None:
         if scope.slug is None:
             return self.snapshot.tool_index.get(name)
@@ -341,7 +347,7 @@ class Gateway:
         # The SDK's rule for 2026-era results: a serverInfo stamp the handler (here the upstream) set wins.
         meta = result.get("_meta")
         if meta is None or (isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None):
-            result["_meta"] = {**(meta or {}), SERVER_INFO_META_KEY: self.server.server_info_stamp}
+            result["_meta"] = {**(meta or {}), SERVER_INFO_META_KEY: self._server_info}
         body = json.dumps(result, separators=(",", ":")).encode()
         call.finish("tool_error" if result.get("isError") else "ok", response_bytes=len(body))
         return body

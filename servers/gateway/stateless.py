@@ -16,12 +16,12 @@ writes the error for it).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
-import anyio
 import mcp_types as types
 from django.conf import settings
 from mcp.server.streamable_http import check_accept_headers
@@ -102,43 +102,58 @@ async def handle(
     gateway: Gateway, request_scope: RequestScope, scope: Scope, receive: Receive, send: Send, body: bytes
 ) -> bool:
     """Serve a complete stateless tools/call body; False (nothing sent) when the SDK must serve it."""
-    request = Request(scope)
-    checked = await _checked_call(gateway, request_scope, request, body)
+    pairs = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
+    headers = dict(reversed(pairs))  # the first of repeated headers wins, as with Starlette's Headers
+    checked = await _checked_call(gateway, request_scope, pairs, headers, body)
     if checked is None:
         return False
     request_id, route, params = checked
-    call = CallRecorder(request_scope, params["name"], request.headers, route.protocol_version)
+    call = CallRecorder(request_scope, params["name"], headers, route.protocol_version)
     id_json = json.dumps(request_id).encode()
-    answer: tuple[int, bytes] | None = None  # HTTP status and JSON-RPC response
     keepalive = settings.MCPHUB_SSE_KEEPALIVE_SECONDS
     streaming = False  # True once the call outlived `keepalive` and the answer became an SSE stream
+    hung_up = False
+    call_task = asyncio.current_task()
+    assert call_task is not None
 
-    async def watch(cancel_scope: anyio.CancelScope) -> None:
+    async def watch() -> None:
         """Cancel the call when the client goes away (this era's cancellation); keep a long call's stream alive."""
-        nonlocal streaming
+        nonlocal streaming, hung_up
         while True:
-            with anyio.move_on_after(keepalive):
-                if (await receive())["type"] == "http.disconnect":
-                    cancel_scope.cancel()
-                    return
+            try:
+                async with asyncio.timeout(keepalive):
+                    message = await receive()
+            except TimeoutError:
+                if not streaming:
+                    streaming = True
+                    await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+                await send({"type": "http.response.body", "body": b": ping\r\n\r\n", "more_body": True})
                 continue
-            if not streaming:
-                streaming = True
-                await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-            await send({"type": "http.response.body", "body": b": ping\r\n\r\n", "more_body": True})
+            if message["type"] == "http.disconnect":
+                hung_up = True
+                call_task.cancel()
+                return
 
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(watch, tasks.cancel_scope)
+    # Plain asyncio rather than an anyio task group: this runs once per call, and the group's
+    # cancel scopes cost more than the rest of this function (the server is asyncio either way).
+    watcher = asyncio.ensure_future(watch())
+    answer: tuple[int, bytes] | None = None  # HTTP status and JSON-RPC response
+    try:
         answer = await _call(gateway, request_scope, call, id_json, params)
-        tasks.cancel_scope.cancel()
+    except asyncio.CancelledError:
+        if not hung_up:
+            raise
+        call_task.uncancel()
+    finally:
+        watcher.cancel()
     if answer is None:
         return True  # the client went away; the call was cancelled upstream and recorded as such
     status, body = answer
     if streaming:
         await send({"type": "http.response.body", "body": b"event: message\r\ndata: " + body + b"\r\n\r\n"})
     else:
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        response_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": body})
     return True
 
@@ -158,10 +173,19 @@ async def _call(
         return _error(id_json, types.ErrorData(code=types.INTERNAL_ERROR, message="Internal error"))
 
 
+class _HeadersOf:
+    """All the SDK's header checks read of a Starlette Request: `.headers.get`, here over one decoded dict."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+
 async def _checked_call(
-    gateway: Gateway, request_scope: RequestScope, request: Request, body: bytes
+    gateway: Gateway, request_scope: RequestScope, pairs: list[tuple[str, str]], headers: dict[str, str], body: bytes
 ) -> tuple[Any, InboundModernRoute, dict[str, Any]] | None:
     """The id, envelope and params of a call that passes every check of the SDK's stateless entry, else None."""
+    # Starlette's Headers decodes every header on every lookup, and the checks make a dozen.
+    request = cast(Request, _HeadersOf(headers))
     security = TransportSecurityMiddleware(gateway.session_manager.security_settings)
     if await security.validate_request(request, is_post=True) is not None:
         return None
@@ -184,12 +208,12 @@ async def _checked_call(
         and progress_token_from_params(params) is None
     ):
         return None
-    if find_duplicated_routing_header(request.headers.items()) is not None:
+    if find_duplicated_routing_header(pairs) is not None:
         return None
-    route = classify_inbound_request(message, headers=request.headers)
+    route = classify_inbound_request(message, headers=headers)
     if not isinstance(route, InboundModernRoute):
         return None
-    if _mcp_param_rejected(gateway, request_scope, request.headers, params):
+    if _mcp_param_rejected(gateway, request_scope, headers, params):
         return None
     return message["id"], route, params
 
@@ -197,9 +221,13 @@ async def _checked_call(
 def _mcp_param_rejected(
     gateway: Gateway, request_scope: RequestScope, headers: Mapping[str, str], params: dict[str, Any]
 ) -> bool:
-    """The SDK's Mcp-Param-* check against the called tool's schema (as its stateless entry makes it)."""
+    """The SDK's Mcp-Param-* check against the called tool's schema (as its stateless entry makes it).
+
+    Skipped, with the same verdict, when the request has no such header and the tool declares none.
+    """
     arguments = params.get("arguments") or {}
-    if not arguments and not any(header.startswith(_MCP_PARAM_PREFIX) for header in headers):
+    sent = any(header.startswith(_MCP_PARAM_PREFIX) for header in headers)
+    if not sent and not (arguments and gateway.declares_param_headers(request_scope, params["name"])):
         return False
     schema = gateway.tool_input_schema(request_scope.slug, params["name"])
     return schema is not None and validate_mcp_param_headers(schema, arguments, headers) is not None

@@ -378,7 +378,8 @@ class UpstreamPool:
         self._note_load()
         instance.in_flight -= 1
         self._last_used = time.monotonic()
-        self._wake_waiters()
+        if self.waiting:  # a waiter took `_freed` and counted itself in one step: none can be missed
+            self._wake_waiters()
 
     async def _dispatch(self, operation: Callable[[UpstreamSession], Awaitable[T]]) -> T:
         """Run one request on a picked instance; one unavailable before sending moves on to the next."""

@@ -37,15 +37,20 @@ class RelayError(Exception):
 def make_relay_client(config: UpstreamConfig) -> aiohttp.ClientSession:
     """A keep-alive pool for one upstream's relayed calls: its headers, connect timeout and concurrency."""
     connector = aiohttp.TCPConnector(limit=config.max_concurrent_calls + 2, keepalive_timeout=60)
-    # No total timeout: the call timeout is enforced above this layer.
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout)
+    timeout = aiohttp.ClientTimeout(total=config.call_timeout, sock_connect=config.connect_timeout)
     # Proxies from the environment as httpx takes them, but only when there are any: with trust_env
     # aiohttp also reads ~/.netrc in a thread on every request.
     trust_env = bool(urllib.request.getproxies())
     headers = dict(config.headers)
     if not any(name.lower() == "user-agent" for name in headers):
         headers["user-agent"] = USER_AGENT  # upstream logs can tell relayed calls apart
-    return aiohttp.ClientSession(headers=headers, connector=connector, timeout=timeout, trust_env=trust_env)
+    return aiohttp.ClientSession(
+        headers=headers,
+        connector=connector,
+        timeout=timeout,
+        trust_env=trust_env,
+        cookie_jar=aiohttp.DummyCookieJar(),  # stateless calls: nothing to keep between them
+    )
 
 
 def request_body(request_id: int, version: str, name: str, arguments: Mapping[str, Any] | None) -> bytes:
@@ -64,10 +69,13 @@ async def post_tool_call(
     name: str,
     arguments: Mapping[str, Any] | None,
     param_headers: Mapping[str, str],
+    timeout: float,
 ) -> dict[str, Any]:
     """The call's result object; MCPError for a JSON-RPC error, RelayError for any other answer.
 
-    aiohttp's errors (connect, read) propagate: the session maps them to upstream errors.
+    aiohttp's errors (connect, read, TimeoutError after `timeout` seconds) propagate: the
+    session maps them to upstream errors. aiohttp's own timer is cheaper than a cancel scope;
+    the client's default is the server's call timeout, so most calls need no timeout object.
     """
     request_id = next(_request_ids)
     headers = {
@@ -79,7 +87,10 @@ async def post_tool_call(
         **param_headers,
     }
     body = request_body(request_id, version, name, arguments)
-    async with client.post(url, data=body, headers=headers, allow_redirects=False) as response:
+    limit = client.timeout
+    if timeout != limit.total:
+        limit = aiohttp.ClientTimeout(total=timeout, sock_connect=limit.sock_connect)
+    async with client.post(url, data=body, headers=headers, allow_redirects=False, timeout=limit) as response:
         content = await response.read()
     message = _answer(response.headers.get("content-type", ""), content, request_id)
     if message is None:

@@ -333,13 +333,15 @@ class UpstreamSession:
                 result = await client.call_tool(name, arguments, read_timeout_seconds=limit)
                 return result.model_dump(mode="json", by_alias=True, exclude_none=True)
             try:
-                with anyio.fail_after(limit):
-                    return await relay.post_tool_call(
-                        http, self.config.url, client.protocol_version, name, arguments, param_headers or {}
-                    )
-            except aiohttp.ClientConnectorError as exc:  # nothing was sent: another instance may take the call
+                return await relay.post_tool_call(
+                    http, self.config.url, client.protocol_version, name, arguments, param_headers or {}, limit
+                )
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                # Nothing was sent: another instance may take the call.
                 self.request_reconnect(describe(exc))
                 raise UpstreamUnavailable(self.config.slug, describe(exc)) from exc
+            except TimeoutError as exc:
+                raise UpstreamTimeout(self.config.slug, f"no answer within {limit:g} s") from exc
             except (aiohttp.ClientError, relay.RelayError) as exc:
                 self.request_reconnect(describe(exc))
                 raise UpstreamCrashed(self.config.slug, f"connection lost during the call ({describe(exc)})") from exc

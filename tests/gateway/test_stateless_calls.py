@@ -22,10 +22,16 @@ pytestmark = [pytest.mark.slow]
 
 @pytest.fixture
 def http_hub(transactional_db: None) -> Iterator[Hub]:
-    """`web`: our fixture server over Streamable HTTP; `fixture`: the same over stdio. Keep-alive pings at 0.5 s."""
+    """`web` (and `webquick`, call timeout 2 s): our fixture server over Streamable HTTP; `fixture`: over stdio.
+
+    Keep-alive pings at 0.5 s.
+    """
     with http_fixture_server() as url:
-        server = McpServer.objects.create(name="web", slug="web", transport="streamable_http", url=url)
-        services.discover_now(server)
+        for slug, timeout in (("web", 60), ("webquick", 2)):
+            server = McpServer.objects.create(
+                name=slug, slug=slug, transport="streamable_http", url=url, call_timeout=timeout
+            )
+            services.discover_now(server)
         register_fixture("fixture")
         _token, secret = services.create_token("tests")
         with run_web(hub_env(MCPHUB_SSE_KEEPALIVE_SECONDS="0.5")) as live:
@@ -132,6 +138,23 @@ def test_closing_the_request_cancels_the_call(http_hub: Hub) -> None:
     assert isinstance(record, RequestLog)
     assert (record.outcome, record.error) == ("protocol_error", "cancelled by the client")
     assert answer(call(http_hub, "web__echo", {"text": "still there"}))["result"]["content"][0]["text"] == "still there"
+
+
+def test_a_relayed_call_over_its_time_is_a_tool_error_naming_server_and_limit(http_hub: Hub) -> None:
+    result = answer(call(http_hub, "webquick__slow", {"seconds": 20}))["result"]
+
+    assert result["isError"] is True
+    assert result["content"][0]["text"] == "webquick: no answer within 2 s"
+
+
+def test_an_upstream_dying_mid_call_is_a_tool_error_naming_the_server(http_hub: Hub) -> None:
+    result = answer(call(http_hub, "web__crash", {}))["result"]
+
+    assert result["isError"] is True
+    assert result["content"][0]["text"].startswith("web: connection lost during the call")
+    record = wait_for(lambda: RequestLog.objects.filter(tool="crash").first(), what="the crashed call's record")
+    assert isinstance(record, RequestLog)
+    assert record.outcome == "upstream_down"
 
 
 def test_unknown_tool_is_invalid_params_with_http_400(http_hub: Hub) -> None:

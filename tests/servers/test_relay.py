@@ -25,7 +25,7 @@ def url() -> Iterator[str]:
 async def post(url: str, name: str, arguments: dict[str, object]) -> dict[str, object]:
     config = stdio_config()  # only its headers, timeout and concurrency are used
     async with relay.make_relay_client(config) as client:
-        return await relay.post_tool_call(client, url, "2026-07-28", name, arguments, {})
+        return await relay.post_tool_call(client, url, "2026-07-28", name, arguments, {}, 30)
 
 
 async def test_the_result_comes_back_as_json(url: str) -> None:
