@@ -5,9 +5,11 @@
 Uses a scratch database (<name>_bench) on the hub's PostgreSQL and Redis
 databases 13-15, registers 20 servers (all pointing at one lean HTTP upstream,
 benchmarks/lean_upstream.py, so the upstream is never the bottleneck), runs
-the web process under daphne and then uvicorn with call records on, and
-prints p50/p95/p99 latency and calls/s at concurrency 1 and 32, the ratios,
-and the web process's peak RSS.
+the web process under daphne, then uvicorn (the Procfile's command), then
+two uvicorn processes on one port (scale-out for stateless-era clients),
+with call records on, and prints p50/p95/p99 latency, calls/s and the
+serving processes' CPU per call at concurrency 1 and 32, the ratios, and the
+peak RSS of a web process. The load generator is raw HTTP on aiohttp.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -32,6 +35,7 @@ BIN = Path(sys.executable).parent
 CALLS_AT_1 = 400
 CALLS_PER_CLIENT_AT_32 = 100
 SERVERS = 20
+TWO_PROCESSES = "uvicorn x2"
 
 
 def free_port() -> int:
@@ -81,11 +85,13 @@ print(services.create_token("bench")[1])
 
 @contextlib.contextmanager
 def web(kind: str, env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    from tests.conftest import uvicorn_command
+
     if kind == "daphne":
         command = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "mcphub.asgi:application"]
+    elif kind == TWO_PROCESSES:  # scale-out: two web processes on one port, as stateless-era clients allow
+        command = uvicorn_command(port, "--log-level", "warning", "--workers", "2")
     else:
-        from tests.conftest import uvicorn_command
-
         command = uvicorn_command(port, "--log-level", "warning")
     process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -96,8 +102,16 @@ def web(kind: str, env: dict[str, str], port: int) -> Iterator[subprocess.Popen[
         process.wait(timeout=30)
 
 
+def process_tree(pid: int) -> list[Any]:
+    """The process and its children (uvicorn's workers)."""
+    import psutil
+
+    process = psutil.Process(pid)
+    return [process, *process.children(recursive=True)]
+
+
 class PeakRss:
-    """Samples a process's resident memory every 50 ms."""
+    """Samples the resident memory of a process (each of its workers, if any) every 50 ms; keeps the largest."""
 
     def __init__(self, pid: int) -> None:
         import psutil
@@ -110,7 +124,7 @@ class PeakRss:
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(Exception):
-                self.peak = max(self.peak, self._process.memory_info().rss)
+                self.peak = max(self.peak, *(p.memory_info().rss for p in process_tree(self._process.pid)))
             time.sleep(0.05)
 
     def __enter__(self) -> PeakRss:
@@ -177,13 +191,14 @@ async def run_load(url: str, token: str | None, tool: str, clients: int, calls_e
 
 def measure(url: str, token: str | None, tool: str, clients: int, calls_each: int, server_pid: int) -> dict[str, float]:
     """Latency percentiles, calls/s, and the CPU the serving process spent per call."""
-    import psutil
     import uvloop
 
-    server = psutil.Process(server_pid)
-    cpu_before = sum(server.cpu_times()[:2])
+    def cpu() -> float:
+        return sum(sum(process.cpu_times()[:2]) for process in process_tree(server_pid))
+
+    cpu_before = cpu()
     latencies, rate = uvloop.run(run_load(url, token, tool, clients, calls_each))
-    cpu_ms = (sum(server.cpu_times()[:2]) - cpu_before) * 1000 / (clients * (calls_each + 1))
+    cpu_ms = (cpu() - cpu_before) * 1000 / (clients * (calls_each + 1))
     ordered = sorted(latencies)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
     return {"p50": statistics.median(ordered) * 1000, "p95": pick(0.95), "p99": pick(0.99), "rate": rate, "cpu": cpu_ms}
@@ -214,10 +229,11 @@ def main() -> None:
         for concurrency, calls in ((1, CALLS_AT_1), (32, CALLS_PER_CLIENT_AT_32)):
             results[f"direct c{concurrency}"] = measure(upstream_url, None, "echo", concurrency, calls, upstream.pid)
         rss: dict[str, float] = {}
-        for kind in ("daphne", "uvicorn"):
+        for kind in ("daphne", "uvicorn", TWO_PROCESSES):
             port = free_port()
             with web(kind, env, port) as process, PeakRss(process.pid) as peak:
                 hub_url = f"http://127.0.0.1:{port}/mcp"
+                measure(hub_url, token, "bench0__echo", 32, 5, process.pid)  # warm-up: every worker started
                 for concurrency, calls in ((1, CALLS_AT_1), (32, CALLS_PER_CLIENT_AT_32)):
                     results[f"{kind} c{concurrency}"] = measure(
                         hub_url, token, "bench0__echo", concurrency, calls, process.pid
@@ -231,7 +247,7 @@ def main() -> None:
     for label, figures in results.items():
         print(line(label, figures))
     print()
-    for kind in ("daphne", "uvicorn"):
+    for kind in ("daphne", "uvicorn", TWO_PROCESSES):
         added = results[f"{kind} c1"]["p50"] - results["direct c1"]["p50"]
         print(
             f"{kind:8} added p50 at c1: {added:5.2f} ms   calls/s at c32: {results[f'{kind} c32']['rate']:6.0f} "
