@@ -142,8 +142,10 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
     CURRENT_SLUG.set(slug)
     request_scope = RequestScope(token=token, slug=slug)
     if stateless.is_candidate(scope):
-        body, complete = await stateless.read_body(receive, settings.MCPHUB_MAX_REQUEST_BYTES)
-        if complete and await stateless.handle(gateway, request_scope, scope, receive, send, body):
+        limit = settings.MCPHUB_MAX_REQUEST_BYTES
+        body, complete = await stateless.read_body(receive, limit)
+        within = complete and len(body) <= limit  # else the SDK answers 413
+        if within and await stateless.handle(gateway, request_scope, scope, receive, send, body):
             return
         receive = stateless.replaying(body, complete, receive)
     await gateway.session_manager.handle_request({**scope, "mcphub": request_scope}, receive, send)

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow]
 def http_hub(transactional_db: None) -> Iterator[Hub]:
     """`web` (and `webquick`, call timeout 2 s): our fixture server over Streamable HTTP; `fixture`: over stdio.
 
-    Keep-alive pings at 0.5 s.
+    Keep-alive pings at 0.5 s; bodies up to 1 MB.
     """
     with http_fixture_server() as url:
         for slug, timeout in (("web", 60), ("webquick", 2)):
@@ -34,7 +34,7 @@ def http_hub(transactional_db: None) -> Iterator[Hub]:
             services.discover_now(server)
         register_fixture("fixture")
         _token, secret = services.create_token("tests")
-        with run_web(hub_env(MCPHUB_SSE_KEEPALIVE_SECONDS="0.5")) as live:
+        with run_web(hub_env(MCPHUB_SSE_KEEPALIVE_SECONDS="0.5", MCPHUB_MAX_REQUEST_BYTES="1000000")) as live:
             yield Hub(live.url, secret, live)
 
 
@@ -155,6 +155,12 @@ def test_an_upstream_dying_mid_call_is_a_tool_error_naming_the_server(http_hub: 
     record = wait_for(lambda: RequestLog.objects.filter(tool="crash").first(), what="the crashed call's record")
     assert isinstance(record, RequestLog)
     assert record.outcome == "upstream_down"
+
+
+def test_a_call_over_the_body_limit_is_413(http_hub: Hub) -> None:
+    response = call(http_hub, "web__echo", {"text": "x" * 1_100_000})
+
+    assert response.status_code == 413
 
 
 def test_unknown_tool_is_invalid_params_with_http_400(http_hub: Hub) -> None:
