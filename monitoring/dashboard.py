@@ -38,15 +38,15 @@ def is_critical(event: dict[str, Any]) -> bool:
     )
 
 
-def spark_counts(now: datetime | None = None) -> dict[int, list[int]]:
-    """Calls per minute of every server over the last hour (oldest first), from minute buckets (1 query)."""
+def spark_counts(now: datetime | None = None, server_id: int | None = None) -> dict[int, list[int]]:
+    """Calls per minute of every server (or one) over the last hour (oldest first), from minute buckets (1 query)."""
     until = floor_to(now or timezone.now(), MetricBucket.Resolution.MINUTE) + timedelta(minutes=1)
     since = until - timedelta(minutes=SPARK_MINUTES)
-    rows = (
-        MetricBucket.objects.filter(resolution=MetricBucket.Resolution.MINUTE, bucket__gte=since, bucket__lt=until)
-        .values("server_id", "bucket")
-        .annotate(calls=Sum("count"))
-    )
+    minute = MetricBucket.Resolution.MINUTE
+    buckets = MetricBucket.objects.filter(resolution=minute, bucket__gte=since, bucket__lt=until)
+    if server_id is not None:
+        buckets = buckets.filter(server_id=server_id)
+    rows = buckets.values("server_id", "bucket").annotate(calls=Sum("count"))
     series: dict[int, list[int]] = {}
     for row in rows:
         index = int((row["bucket"] - since).total_seconds() // 60)
@@ -54,18 +54,23 @@ def spark_counts(now: datetime | None = None) -> dict[int, list[int]]:
     return series
 
 
-def server_cards(now: datetime | None = None) -> list[dict[str, Any]]:
-    """One card per enabled server: the status overview row plus transport, tool count and sparkline."""
+def server_cards(now: datetime | None = None, server_id: int | None = None) -> list[dict[str, Any]]:
+    """One card per enabled server (or just the one): the status overview row plus transport, tools and sparkline."""
     overview = status_overview()
+    servers = McpServer.objects.filter(enabled=True)
+    if server_id is not None:
+        servers = servers.filter(pk=server_id)
     extra = {
         row["id"]: row
-        for row in McpServer.objects.filter(enabled=True)
-        .annotate(tool_count=Count("tools", filter=Q(tools__enabled=True)))
-        .values("id", "transport", "tool_count")
+        for row in servers.annotate(tool_count=Count("tools", filter=Q(tools__enabled=True))).values(
+            "id", "transport", "tool_count"
+        )
     }
-    sparks = spark_counts(now)
+    sparks = spark_counts(now, server_id)
     cards = []
     for row in overview["servers"]:
+        if server_id is not None and row["id"] != server_id:
+            continue
         more = extra.get(row["id"], {})
         spark = sparks.get(row["id"], [0] * SPARK_MINUTES)
         cards.append(
@@ -214,7 +219,7 @@ def server_page(server: McpServer) -> dict[str, Any]:
                 "calls": charts.calls_chart(series, fmt),
             }
         )
-    card = next((card for card in server_cards() if card["id"] == server.pk), None)
+    card = next(iter(server_cards(server_id=server.pk)), None)
     return {
         "server": server,
         "card": card,

@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from logs.models import RequestLog
+from monitoring.dashboard import server_cards
 from monitoring.metrics import floor_to
 from monitoring.models import MetricBucket, StatusChange
 from monitoring.services import clear_status_cache
@@ -98,6 +99,7 @@ def test_server_page_has_charts_tools_stderr_and_admin_link(staff: Client, serve
     assert "40 calls" in html and "2 errors" in html
     assert "get_current_time" in html and "What time is it" in html
     assert "listening on stdio" in html
+    assert "3 consecutive failed checks" in html and 'status-down">down<' in html  # status timeline
     assert f"/admin/servers/mcpserver/{server.pk}/change/" in html
 
 
@@ -107,3 +109,21 @@ def test_unknown_server_is_404(staff: Client) -> None:
 
 def test_empty_dashboard_invites_to_register(staff: Client) -> None:
     assert "Register one in the admin" in staff.get("/").content.decode()
+
+
+def test_the_server_page_builds_only_its_own_card(server: McpServer) -> None:
+    other = McpServer.objects.create(name="Other", slug="other", transport="streamable_http", url="http://x/mcp")
+    MetricBucket.objects.create(
+        server_id=other.pk,
+        server_slug="other",
+        tool="t",
+        resolution="minute",
+        bucket=floor_to(timezone.now(), MetricBucket.Resolution.MINUTE),
+        count=7,
+        ok=7,
+    )
+    clear_status_cache()
+
+    [card] = server_cards(server_id=server.pk)
+    assert (card["id"], sum(card["spark"]), card["tools"]) == (server.pk, 40, 1)
+    assert {card["id"] for card in server_cards()} == {server.pk, other.pk}
