@@ -28,7 +28,14 @@ from mcp import MCPError
 from servers.upstream.balancing import make_policy
 from servers.upstream.config import UpstreamConfig
 from servers.upstream.errors import UpstreamCrashed, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from servers.upstream.session import ProgressCallback, SessionHooks, SessionStats, UpstreamSession, describe
+from servers.upstream.session import (
+    ProgressCallback,
+    SessionHooks,
+    SessionStats,
+    UpstreamSession,
+    describe,
+    idle_expired,
+)
 from servers.upstream.stdio import ProcessInfo
 
 logger = logging.getLogger(__name__)
@@ -267,13 +274,7 @@ class UpstreamPool:
             instance.probing = False
 
     def _idle_expired(self) -> bool:
-        idle = self.config.idle_timeout
-        return bool(
-            self.config.transport == "stdio"
-            and idle
-            and self._load() == 0
-            and time.monotonic() - self._last_used > idle
-        )
+        return idle_expired(self.config, self._load(), self._last_used)
 
     # --- autoscaling ---------------------------------------------------------------------------
 

@@ -72,6 +72,12 @@ def era_of(protocol_version: str) -> str:
     return "stateless" if protocol_version in MODERN_PROTOCOL_VERSIONS else "handshake"
 
 
+def idle_expired(config: UpstreamConfig, in_flight: int, last_used: float) -> bool:
+    """A stdio server with nothing in flight, unused for its idle timeout: its process(es) may stop."""
+    idle = config.idle_timeout
+    return bool(config.transport == "stdio" and idle and in_flight == 0 and time.monotonic() - last_used > idle)
+
+
 def describe(exc: BaseException) -> str:
     """A one-line reason, digging into exception groups (the SDK raises those from its task groups)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -190,13 +196,7 @@ class UpstreamSession:
                 return
 
     def _idle_expired(self) -> bool:
-        idle = self.config.idle_timeout
-        return bool(
-            self.config.transport == "stdio"
-            and idle
-            and self.stats.in_flight == 0
-            and time.monotonic() - self.stats.last_used > idle
-        )
+        return idle_expired(self.config, self.stats.in_flight, self.stats.last_used)
 
     def _finish_attempt(self) -> None:
         self._attempt_done.set()
