@@ -327,9 +327,8 @@ class UpstreamSession:
         limit = timeout or self.config.call_timeout
 
         async def operation(client: Client) -> dict[str, Any]:
-            http = self._http.relay
-            stateless = era_of(client.protocol_version) == "stateless"
-            if http is None or self.config.transport != "streamable_http" or not stateless:
+            http = self._http.relay  # set only while a Streamable HTTP transport runs
+            if http is None or era_of(client.protocol_version) != "stateless":
                 result = await client.call_tool(name, arguments, read_timeout_seconds=limit)
                 return result.model_dump(mode="json", by_alias=True, exclude_none=True)
             try:

@@ -40,6 +40,14 @@ def replicas(count: int, policy: str = "least_connections", **overrides: object)
     return stdio_config(min_instances=count, max_instances=count, balancing_policy=policy, **overrides)
 
 
+def http_replicas(url: str, *replica_urls: str, connect_timeout: float) -> UpstreamConfig:
+    """One HTTP server behind several URLs, called in turn."""
+    return UpstreamConfig(
+        id=7, slug="remote", transport="streamable_http", url=url, replica_urls=replica_urls,
+        balancing_policy="round_robin", connect_timeout=connect_timeout, call_timeout=30,
+    )  # fmt: skip
+
+
 async def pid_of(pool: UpstreamPool) -> int:
     return int((await pool.call_tool("pid", {})).content[0].text)
 
@@ -84,10 +92,7 @@ async def test_round_robin_over_two_http_servers() -> None:
     with ExitStack() as stack:
         first = stack.enter_context(http_fixture_server())
         second = stack.enter_context(http_fixture_server())
-        config = UpstreamConfig(
-            id=7, slug="remote", transport="streamable_http", url=first, replica_urls=(second,),
-            balancing_policy="round_robin", connect_timeout=20, call_timeout=30,
-        )  # fmt: skip
+        config = http_replicas(first, second, connect_timeout=20)
         async with upstream_manager() as manager:
             pool = manager.session(config)
             pids = await load(4, 20, lambda: pid_of(pool))
@@ -100,10 +105,7 @@ async def test_round_robin_over_two_http_servers() -> None:
 async def test_unavailable_instance_fails_over_before_sending() -> None:
     dead = f"http://127.0.0.1:{free_port()}/mcp"
     with http_fixture_server() as alive:
-        config = UpstreamConfig(
-            id=8, slug="remote", transport="streamable_http", url=dead, replica_urls=(alive,),
-            balancing_policy="round_robin", connect_timeout=5, call_timeout=30,
-        )  # fmt: skip
+        config = http_replicas(dead, alive, connect_timeout=5)
         async with upstream_manager() as manager:
             pool = manager.session(config)
             results = await load(2, 10, lambda: pool.call_tool("echo", {"text": "x"}))
