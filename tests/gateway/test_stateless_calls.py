@@ -145,6 +145,8 @@ def test_a_relayed_call_over_its_time_is_a_tool_error_naming_server_and_limit(ht
 
     assert result["isError"] is True
     assert result["content"][0]["text"] == "webquick: no answer within 2 s"
+    # The hub wrote this result, so it carries the hub's serverInfo stamp (an upstream's own stamp would win).
+    assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "mcphub"
 
 
 def test_an_upstream_dying_mid_call_is_a_tool_error_naming_the_server(http_hub: Hub) -> None:
