@@ -224,35 +224,61 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture
-def celery_worker(transactional_db: None) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker process on this run's broker and test database."""
+def _celery(*arguments: str, log: Path | None = None, **env: str) -> subprocess.Popen[bytes]:
+    """`celery -A mcphub ...` on this run's broker and test database; its output to `log` if given."""
+    output = log.open("ab") if log is not None else None
+    try:
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "celery"), "-A", "mcphub", *arguments],
+            cwd=BASE_DIR,
+            env=hub_env(**env),
+            stdout=output,
+            stderr=output,
+            start_new_session=True,
+        )
+    finally:
+        if output is not None:
+            output.close()  # the child has its own copy
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def run_celery_worker(
+    log: Path | None = None, loglevel: str = "WARNING", **env: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process until the block ends (the test needs a transactional database)."""
     from mcphub.celery import app
 
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "celery"),
-            "-A",
-            "mcphub",
-            "worker",
-            "--pool",
-            "solo",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "WARNING",
-        ],
-        cwd=BASE_DIR,
-        env=hub_env(),
-        start_new_session=True,
-    )
+    arguments = ("worker", "--pool", "solo", "--without-gossip", "--without-mingle", "--loglevel", loglevel)
+    process = _celery(*arguments, log=log, **env)
     try:
         wait_for(lambda: app.control.ping(timeout=1), timeout=60, what="the Celery worker")
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
+
+
+@contextlib.contextmanager
+def run_celery_beat(**env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Real Celery beat (the schedule in settings) until the block ends; its schedule file is a temporary one."""
+    schedule = Path(tempfile.mkdtemp()) / "beat-schedule"
+    process = _celery("beat", "-s", str(schedule), "-l", "WARNING", **env)
+    try:
+        yield process
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def celery_worker(transactional_db: None) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process on this run's broker and test database."""
+    with run_celery_worker() as process:
+        yield process

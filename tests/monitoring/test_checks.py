@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
 import threading
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.core.cache import cache
@@ -17,7 +13,7 @@ from django.utils import timezone
 from monitoring import checks, tasks
 from monitoring.models import HealthCheck, StatusChange
 from servers.models import McpServer
-from tests.conftest import BASE_DIR, free_port, http_fixture_server, hub_env, wait_for
+from tests.conftest import free_port, http_fixture_server, run_celery_beat, wait_for
 from tests.monitoring.status_helpers import queued_tasks, set_status, stdio_server
 
 
@@ -167,18 +163,8 @@ def test_worker_and_beat_take_a_dead_server_down(celery_worker) -> None:
     """Real beat (fan-out every second) and a real worker: a silent server goes down, recorded once."""
     silent = stdio_server("silent", "--silent", connect_timeout=1, health_check_interval=1)
     alive = stdio_server("alive", health_check_interval=1)
-    schedule = Path(tempfile.mkdtemp()) / "beat-schedule"
-    beat = subprocess.Popen(
-        [str(Path(sys.executable).parent / "celery"), "-A", "mcphub", "beat", "-s", str(schedule), "-l", "WARNING"],
-        cwd=BASE_DIR,
-        env=hub_env(MONITORING_SCHEDULE_SECONDS="1"),
-        start_new_session=True,
-    )
-    try:
+    with run_celery_beat(MONITORING_SCHEDULE_SECONDS="1"):
         wait_for(lambda: McpServer.objects.get(pk=silent.pk).status == "down", timeout=180, what="silent down")
         wait_for(lambda: McpServer.objects.get(pk=alive.pk).status == "up", timeout=60, what="alive up")
-    finally:
-        beat.terminate()
-        beat.wait(timeout=30)
     assert changes(silent) == [("unknown", "down")]
     assert changes(alive)[0] == ("unknown", "up")
