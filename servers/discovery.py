@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -16,7 +16,7 @@ from servers.hooks import django_hooks
 from servers.models import McpServer, Prompt, Resource, Tool
 from servers.upstream.manager import upstream_manager
 from servers.upstream.pool import UpstreamPool
-from servers.upstream.session import describe, era_of
+from servers.upstream.session import SessionHooks, describe, era_of
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,12 @@ class ProbeResult:
     error: str = ""
 
 
-async def _with_session(server: McpServer, work: Any) -> Any:
-    """Connect once (one process of its own for stdio, even for a pool), run `work(session)`, disconnect."""
-    async with upstream_manager(django_hooks()) as manager:
+async def _with_session(server: McpServer, work: Any, hooks: SessionHooks | None = None) -> Any:
+    """Connect once (one process of its own for stdio, even for a pool), run `work(session)`, disconnect.
+
+    A list change heard here triggers nothing beyond `hooks` (the default: nothing at all).
+    """
+    async with upstream_manager(hooks or django_hooks()) as manager:
         return await work(manager.session(server.upstream_config().single()))
 
 
@@ -51,10 +54,34 @@ async def _fetch(session: UpstreamPool) -> Discovered:
     return Discovered(tools, resources, prompts, era_of(version), version)
 
 
+@dataclass
+class _ChangesHeard:
+    """How many notifications/tools/list_changed one discovery session has heard."""
+
+    count: int = 0
+
+    def hear(self, server_id: int) -> None:
+        self.count += 1
+
+
+async def _fetch_settled(session: UpstreamPool, changes: _ChangesHeard) -> Discovered:
+    """List; if the server announced a change meanwhile (e.g. tools it adds right after connect), list once more.
+
+    Once only: a server that announces a change on every listing must not hold the session in a loop.
+    """
+    heard = changes.count
+    found = await _fetch(session)
+    if changes.count != heard:
+        found = await _fetch(session)
+    return found
+
+
 def discover(server: McpServer) -> Discovered | None:
     """Connect, list everything (all pages), upsert; returns None and records the error on failure."""
+    changes = _ChangesHeard()
+    hooks = replace(django_hooks(), on_tools_changed=changes.hear)
     try:
-        found = async_to_sync(_with_session)(server, _fetch)
+        found = async_to_sync(_with_session)(server, lambda session: _fetch_settled(session, changes), hooks)
     except Exception as exc:
         McpServer.objects.filter(pk=server.pk).update(discovery_error=describe(exc))
         return None

@@ -1,4 +1,8 @@
-"""What the upstream layer's reports do in the hub: persist the era, keep stderr, rediscover, record scaling.
+"""What the upstream layer's reports do in the hub: persist the era, keep stderr, record scaling.
+
+A tools/list_changed is not handled here: its owner re-lists through the live session that heard
+it (the gateway; a discovery lists once more). Scheduling a new discovery would start a new
+process, whose own connect may announce a change again: a loop.
 
 The upstream layer calls these from its event loop; the ORM and Celery are
 blocking, so the work runs on one background thread, in order.
@@ -50,12 +54,6 @@ def _keep_stderr(server_id: int, lines: list[str]) -> None:
         logger.warning("stderr of server %s not kept: Redis unavailable", server_id)
 
 
-def _rediscover(server_id: int) -> None:
-    from servers.services import schedule_discovery
-
-    _in_background(lambda: schedule_discovery([server_id]))
-
-
 def _log_restart(server_id: int, reason: str) -> None:
     logger.info("upstream server %s reconnecting: %s", server_id, reason)
 
@@ -70,7 +68,6 @@ def django_hooks() -> SessionHooks:
     return SessionHooks(
         on_era=_save_era,
         on_stderr=_keep_stderr,
-        on_tools_changed=_rediscover,
         on_restart=_log_restart,
         on_scale=_record_scaling,
     )

@@ -51,6 +51,29 @@ def test_discovery_follows_pagination() -> None:
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("era", [(), ("--legacy-only",)], ids=["stateless", "handshake"])
+def test_a_change_announced_while_listing_is_listed_once_more_in_the_same_session(era: tuple[str, ...]) -> None:
+    # The first listing adds `late_1` and announces it (answering without it), like a server adding tools on connect.
+    server = fixture_server("--grow-on-list", "1", *era)
+
+    services.discover_now(server)
+
+    assert {"echo", "late_1"} <= set(server.tools.values_list("name", flat=True))
+
+
+@pytest.mark.django_db
+def test_a_server_announcing_a_change_at_every_listing_is_listed_twice_not_forever() -> None:
+    server = fixture_server("--grow-on-list", "1000")
+
+    assert services.discover_now(server) is not None
+
+    # Listing 1 added late_1, listing 2 (the one more) saw it and added late_2; there was no third.
+    names = set(server.tools.values_list("name", flat=True))
+    assert "late_1" in names
+    assert "late_2" not in names
+
+
+@pytest.mark.django_db
 def test_rediscovery_keeps_admin_choices_and_drops_vanished_tools() -> None:
     server = fixture_server()
     services.discover_now(server)
