@@ -247,6 +247,9 @@ SPECTACULAR_SETTINGS = {
 # --- The hub ---------------------------------------------------------------------------
 # How long a server's tool list stays cached in Redis (it is also refreshed after discovery).
 MCPHUB_TOOLS_CACHE_TTL = int(os.environ.get("MCPHUB_TOOLS_CACHE_TTL", "300"))
+# Seconds between two re-listings of one server after its notifications/tools/list_changed
+# (further announcements meanwhile are coalesced into the next one).
+MCPHUB_RELIST_MIN_INTERVAL = float(os.environ.get("MCPHUB_RELIST_MIN_INTERVAL", "5"))
 # /mcp tool names are <slug><separator><tool>; the separator may not contain [a-z0-9-].
 MCPHUB_TOOL_SEPARATOR = os.environ.get("MCPHUB_TOOL_SEPARATOR", "__")
 if not MCPHUB_TOOL_SEPARATOR or any(c.isalnum() or c == "-" for c in MCPHUB_TOOL_SEPARATOR):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -148,6 +149,7 @@ class Gateway:
         self._snapshot_at = 0.0
         self._rediscovering: set[int] = set()
         self._rediscover_again: set[int] = set()
+        self._relisted_at: dict[int, float] = {}  # server id -> monotonic start of its last re-listing
         self.server = HubServer(
             "mcphub",
             version="1.0",
@@ -220,19 +222,27 @@ class Gateway:
         upstreams.start_soon(self._rediscover, server_id, session)
 
     async def _rediscover(self, server_id: int, session: Any) -> None:
+        """Re-list until no change is pending: one pass at a time, passes `MCPHUB_RELIST_MIN_INTERVAL` apart.
+
+        Changes announced while a pass waits are covered by that pass; one announced during a
+        listing gets one more pass. A server announcing changes non-stop costs one listing per interval.
+        """
         try:
             while True:
+                since = time.monotonic() - self._relisted_at.get(server_id, -math.inf)
+                await anyio.sleep(max(0.0, settings.MCPHUB_RELIST_MIN_INTERVAL - since))
+                self._rediscover_again.discard(server_id)
+                self._relisted_at[server_id] = time.monotonic()
                 logger.info("server %s announced a tool list change; re-listing", server_id)
                 try:
                     await rediscover_live(server_id, session)
+                    await self.refresh(force=True)
                 except Exception:
                     logger.exception("re-discovery of server %s after list_changed failed", server_id)
                 if server_id not in self._rediscover_again:
                     break
-                self._rediscover_again.discard(server_id)
         finally:
             self._rediscovering.discard(server_id)
-        await self.refresh(force=True)
 
     async def _announce_tools_changed(self) -> None:
         logger.info("tool list changed; telling %d connected sessions", len(self._downstream))
