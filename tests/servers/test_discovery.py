@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 import redis
 from django.conf import settings
 from django.db import transaction
+from django.test import Client
 
+from monitoring.models import HealthCheck
 from servers import services
 from servers.discovery import cached_tools, invalidate_tool_cache
 from servers.models import McpServer, Tool
-from tests.conftest import FIXTURE_SERVER, wait_for
+from tests.conftest import EVERYTHING, FIXTURE_SERVER, run_celery_beat, run_celery_worker, wait_for
+from tests.servers.test_admin import ADD, form_data
 
 
 def fixture_server(*flags: str, slug: str = "fixture", **fields: object) -> McpServer:
@@ -144,3 +153,56 @@ def test_worker_discovers_a_saved_server(celery_worker) -> None:
     wait_for(lambda: Tool.objects.filter(server=server, name="echo").exists(), timeout=90, what="worker discovery")
     server.refresh_from_db()
     assert server.era == "stateless"
+
+
+def discovery_runs(worker_log: Path) -> int:
+    """How many discover_server tasks the worker has run (Celery logs each at INFO)."""
+    lines = worker_log.read_text(errors="replace").splitlines()
+    return sum("servers.tasks.discover_server[" in line and " succeeded " in line for line in lines)
+
+
+def everything_processes(worker: subprocess.Popen[bytes]) -> set[tuple[int, float]]:
+    """The server-everything processes the worker is running now, as (pid, start time)."""
+    found = set()
+    for child in psutil.Process(worker.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if any("mcp-server-everything" in part for part in child.cmdline()):
+                found.add((child.pid, child.create_time()))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_everything_registered_in_the_admin_is_discovered_a_few_times_not_in_a_loop(
+    client: Client, admin_user: Any, tmp_path: Path
+) -> None:
+    """server-everything adds tools once a client connects and announces it: that must not feed back into discovery.
+
+    A real worker and beat (health checks every 5 s) for a minute after an admin registers it.
+    """
+    worker_log = tmp_path / "worker.log"
+    client.force_login(admin_user)
+    data = form_data(client.get(ADD))
+    data.update(
+        name="Everything", slug="everything", command=str(EVERYTHING), args='["stdio"]', health_check_interval="5"
+    )
+    spawned: set[tuple[int, float]] = set()
+    with run_celery_worker(log=worker_log, loglevel="INFO") as worker, run_celery_beat(MONITORING_SCHEDULE_SECONDS="1"):
+        response = client.post(ADD, data)
+        assert response.status_code == 302, response.context["adminform"].form.errors
+        server = McpServer.objects.get(slug="everything")
+        watch_until = time.monotonic() + 60
+        while time.monotonic() < watch_until:
+            spawned |= everything_processes(worker)
+            time.sleep(0.05)
+
+    discoveries = discovery_runs(worker_log)
+    checks = HealthCheck.objects.filter(server=server).count()
+    print(
+        f"\nserver-everything, 60 s: {discoveries} discoveries, {checks} health checks, {len(spawned)} node processes"
+    )
+    assert 1 <= discoveries <= 3  # the save, the first "up" (reachable), and no more
+    assert checks >= 3  # the health checks ran (each probe used to schedule a discovery)
+    assert len(spawned) <= discoveries + checks + 1  # one process each (+1: a probe still running at the end)
+    names = set(server.tools.values_list("name", flat=True))
+    assert {"echo", "get-sum", "simulate-research-query"} <= names  # the last one is added after connect
