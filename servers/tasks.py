@@ -10,7 +10,7 @@ from servers.services import discover_now
 
 @shared_task(ignore_result=True)
 def discover_server(server_id: int) -> None:
-    """List the server's tools, resources and prompts and store them (after a save, a restart, list_changed)."""
+    """List and store the server's tools, resources and prompts (after a save, an enable, a recovery, a refresh)."""
     server = McpServer.objects.filter(pk=server_id, enabled=True).first()
     if server is not None:
         discover_now(server)
