@@ -18,6 +18,7 @@ from django.core.validators import (
     URLValidator,
 )
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from servers.secrets import EncryptedJSONField
@@ -358,24 +359,42 @@ class Prompt(Capability):
         constraints = [models.UniqueConstraint(fields=["server", "name"], name="unique_prompt_per_server")]
 
 
+class AccessTokenQuerySet(models.QuerySet):
+    def active(self) -> AccessTokenQuerySet:
+        """The tokens that authenticate now: not revoked, not expired."""
+        return self.filter(revoked_at__isnull=True).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+        )
+
+
 class AccessToken(models.Model):
-    """A bearer token for /mcp and /api/. Only a SHA-256 of the secret is stored; it is shown once."""
+    """A bearer token for /mcp and /api/. Only a SHA-256 of the secret is stored; it is shown once.
+
+    Revoking keeps the row (``revoked_at``), so what a token did stays readable.
+    """
 
     PREFIX = "mcphub_"
 
-    name = models.CharField(max_length=100)
+    name = models.CharField(
+        max_length=100,
+        validators=[no_nul],
+        help_text="Who or what uses it; revoke_token NAME revokes every token of that name.",
+    )
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     # The first characters, so admins can tell tokens apart without the secret.
     hint = models.CharField(max_length=20, editable=False)
     servers = models.ManyToManyField(
         McpServer, blank=True, related_name="tokens", help_text="Servers this token may use; none selected: all."
     )
-    expires_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = AccessTokenQuerySet.as_manager()
+
     class Meta:
-        ordering = ["name"]
+        ordering = ["name", "-created_at"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.hint}…)"
@@ -388,3 +407,10 @@ class AccessToken(models.Model):
     @property
     def expired(self) -> bool:
         return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def state(self) -> str:
+        """One of "active", "expired", "revoked" (the admin list, list_tokens)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expired else "active"
