@@ -11,7 +11,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from servers.models import MAX_CALL_TIMEOUT, MAX_CONNECT_TIMEOUT, McpServer, Transport
+from servers.models import McpServer, Transport
 from tests.servers.unusable_values import UNUSABLE, UNUSABLE_IDS
 
 PYTHON = sys.executable
@@ -155,10 +155,29 @@ def test_timeouts_must_be_finite(value: float) -> None:
 
 
 @pytest.mark.django_db
-def test_values_at_the_bounds_and_usual_names_are_accepted() -> None:
+@pytest.mark.parametrize(
+    ("field", "low", "high", "step"),
+    [
+        ("connect_timeout", 0.1, 300, 0.01),
+        ("call_timeout", 0.1, 3600, 0.01),
+        ("health_check_interval", 1, 86400, 1),
+        ("idle_timeout", 0, 604800, 1),
+        ("max_concurrent_calls", 1, 1000, 1),
+        ("instance_max_concurrent_calls", 0, 1000, 1),
+    ],
+)
+def test_numbers_are_bounded(field: str, low: float, high: float, step: float) -> None:
+    # The bounds the README states.
+    stdio(**{field: low}).full_clean()
+    stdio(**{field: high}).full_clean()
+
+    assert list(errors_of(stdio(**{field: low - step}))) == [field]
+    assert list(errors_of(stdio(**{field: high + step}))) == [field]
+
+
+@pytest.mark.django_db
+def test_usual_env_and_header_names_and_values_are_accepted() -> None:
     stdio(
-        call_timeout=MAX_CALL_TIMEOUT,
-        connect_timeout=MAX_CONNECT_TIMEOUT,
         env={"_A1": "x", "lower_case": "=;$ ok"},
         headers={"X-Api-Key": "a\tb", "Authorization": "Bearer t~!#"},
     ).full_clean()
