@@ -72,6 +72,8 @@ def test_list_filters_by_state(staff: Client, state: str, names: list[str]) -> N
 @pytest.mark.django_db
 def test_add_shows_the_secret_once_and_stores_only_its_hash(staff: Client, alpha: McpServer) -> None:
     make_server("beta")
+    form = staff.get(ADD)
+    assert form.status_code == 200 and list(form.context["adminform"].form.fields) == ["name", "servers", "expires_at"]
     data = {"name": "laptop", "servers": [alpha.pk], "expires_at_0": "2031-01-02", "expires_at_1": "03:04:05"}
 
     response = staff.post(ADD, data)
