@@ -1,4 +1,4 @@
-"""The registry in the Django admin: servers with their discovered tools, resources and prompts.
+"""The registry in the Django admin: servers with their discovered tools, resources and prompts; tokens.
 
 Admin methods stay thin: every write goes through ``servers.services`` (and the
 upload through ``servers.mcp_json``), so the admin has the same side effects as
@@ -11,18 +11,19 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from servers import mcp_json, services
 from servers.forms import ImportForm, McpServerForm
-from servers.models import McpServer, Prompt, Resource, ScalingEvent, Status, Tool
+from servers.models import AccessToken, McpServer, Prompt, Resource, ScalingEvent, Status, Tool
 from servers.upstream import stderr
 
 STATUS_COLOURS = {
@@ -31,6 +32,7 @@ STATUS_COLOURS = {
     Status.DOWN: "#c62828",
     Status.UNKNOWN: "#757575",
 }
+TOKEN_STATE_COLOURS = {"active": "#2e7d32", "expired": "#757575", "revoked": "#c62828"}
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 RECENT_SCALING_EVENTS = 20
 
@@ -322,3 +324,99 @@ class McpServerAdmin(admin.ModelAdmin):
         response = HttpResponse(mcp_json.dumps(document), content_type="application/json")
         response["Content-Disposition"] = 'attachment; filename="mcp-servers.json"'
         return response
+
+
+class TokenStateFilter(admin.SimpleListFilter):
+    """Active, expired or revoked (a state derived from two dates)."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("active", "active"), ("expired", "expired"), ("revoked", "revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AccessToken]) -> QuerySet[AccessToken]:
+        value = self.value()
+        if value == "active":
+            return queryset.active()
+        if value == "expired":
+            return queryset.filter(revoked_at__isnull=True, expires_at__lte=timezone.now())
+        if value == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(AccessToken)
+class AccessTokenAdmin(admin.ModelAdmin):
+    """Tokens: created with the secret shown once (never stored), limited to servers, revoked (the row stays)."""
+
+    list_display = ("name", "hint_display", "state_badge", "server_list", "expires_at", "last_used_at", "created_at")
+    list_filter = (TokenStateFilter,)
+    search_fields = ("name", "hint")
+    filter_horizontal = ("servers",)
+    actions = ("revoke",)
+    editable_fields = ("name", "servers", "expires_at")
+    state_fields = ("hint_display", "state_badge", "last_used_at", "revoked_at", "created_at")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AccessToken]:
+        servers = Prefetch("servers", queryset=McpServer.objects.order_by("slug").only("slug"))
+        return super().get_queryset(request).prefetch_related(servers)
+
+    def get_fields(self, request: HttpRequest, obj: AccessToken | None = None) -> tuple[str, ...]:
+        return self.editable_fields if obj is None else self.editable_fields + self.state_fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AccessToken | None = None) -> tuple[str, ...]:
+        return () if obj is None else self.state_fields
+
+    def has_change_permission(self, request: HttpRequest, obj: AccessToken | None = None) -> bool:
+        # A revoked token is history: viewable, not editable.
+        return super().has_change_permission(request, obj) and (obj is None or obj.revoked_at is None)
+
+    def has_delete_permission(self, request: HttpRequest, obj: AccessToken | None = None) -> bool:
+        return False  # revoke instead: the row keeps the token's name for history
+
+    @admin.display(description="hint", ordering="hint")
+    def hint_display(self, token: AccessToken) -> str:
+        return f"{token.hint}…" if token.hint else "-"
+
+    @admin.display(description="state")
+    def state_badge(self, token: AccessToken) -> SafeString:
+        state = token.state
+        return format_html('<strong style="color: {}">{}</strong>', TOKEN_STATE_COLOURS[state], state)
+
+    @admin.display(description="servers")
+    def server_list(self, token: AccessToken) -> str:
+        return ", ".join(server.slug for server in token.servers.all()) or "all servers"
+
+    # --- writes, through services ---------------------------------------------------------
+
+    def save_model(self, request: HttpRequest, obj: AccessToken, form: ModelForm, change: bool) -> None:
+        servers = form.cleaned_data["servers"]
+        if change:
+            services.update_token(obj, servers)
+        else:
+            # Kept on this request only, for response_add: never in the database, a message or the session.
+            request.new_token_secret = services.issue_token(obj, servers)  # type: ignore[attr-defined]
+
+    def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:
+        """Nothing left to save: the service set the servers with the token."""
+
+    def response_add(
+        self, request: HttpRequest, obj: AccessToken, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        """The one page that shows the secret, right after creation (no redirect: nothing carries it further)."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Token created",
+            "token": obj,
+            "secret": request.new_token_secret,  # type: ignore[attr-defined]
+            "servers": self.server_list(obj),
+        }
+        # Not cached: admin views are never_cache (Cache-Control: no-store).
+        return TemplateResponse(request, "admin/servers/accesstoken/created.html", context)
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[AccessToken]) -> None:
+        count = services.revoke_tokens(queryset)
+        self.message_user(request, f"{count} token(s) revoked.", messages.SUCCESS)

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 
 from servers.models import McpServer
 from servers.secrets import MASK, mask_values, unmask_values
+from servers.validators import string_mapping
 
 JSON_TEXTAREA = forms.Textarea(attrs={"rows": 3, "cols": 80, "class": "vLargeTextField", "spellcheck": "false"})
 
@@ -16,10 +17,7 @@ JSON_TEXTAREA = forms.Textarea(attrs={"rows": 3, "cols": 80, "class": "vLargeTex
 class StringListField(forms.JSONField):
     """A JSON list of strings, e.g. ``["--port", "8080"]``; empty input means ``[]``."""
 
-    default_error_messages = {
-        "invalid": 'Enter valid JSON, e.g. ["--port", "8080"].',
-        "not_string_list": "Must be a JSON list of strings.",
-    }
+    default_error_messages = {"invalid": 'Enter valid JSON, e.g. ["--port", "8080"].'}
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("required", False)
@@ -27,21 +25,15 @@ class StringListField(forms.JSONField):
         super().__init__(**kwargs)
 
     def to_python(self, value: Any) -> Any:
+        # What the list may hold is the model field's validator's to say (servers.validators).
         value = super().to_python(value)
-        if value in (None, ""):
-            return []
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise ValidationError(self.error_messages["not_string_list"], code="not_string_list")
-        return value
+        return [] if value in (None, "") else value
 
 
 class SecretMappingField(forms.JSONField):
     """A JSON object of strings whose stored values are shown as the mask, never in clear."""
 
-    default_error_messages = {
-        "invalid": 'Enter a valid JSON object, e.g. {"API_KEY": "..."}.',
-        "not_string_mapping": "Must be a JSON object whose values are strings.",
-    }
+    default_error_messages = {"invalid": 'Enter a valid JSON object, e.g. {"API_KEY": "..."}.'}
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("required", False)
@@ -53,12 +45,9 @@ class SecretMappingField(forms.JSONField):
         super().__init__(**kwargs)
 
     def to_python(self, value: Any) -> Any:
+        # Its shape is checked here (unmasking needs an object); names and values by the model's validator.
         value = super().to_python(value)
-        if value in (None, ""):
-            return {}
-        if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
-            raise ValidationError(self.error_messages["not_string_mapping"], code="not_string_mapping")
-        return value
+        return {} if value in (None, "") else string_mapping(value)
 
 
 def unmask_or_error(submitted: dict[str, str], stored: dict[str, str]) -> dict[str, str]:

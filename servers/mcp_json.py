@@ -24,6 +24,7 @@ from servers import services
 from servers.forms import unmask_or_error
 from servers.models import McpServer, Transport
 from servers.secrets import mask_values
+from servers.validators import string_mapping
 
 SLUG_MAX = McpServer._meta.get_field("slug").max_length or 30
 
@@ -122,10 +123,8 @@ def _apply(server: McpServer, key: str, entry: Mapping[str, Any], previous: McpS
         value = entry.get(name)
         setattr(server, name, defaults[name] if value is None else value)
     for name in ("env", "headers"):
-        value = getattr(server, name)
-        if not isinstance(value, dict):
-            raise EntryRejected(f"{name}: Must be a JSON object whose values are strings.")
         try:
+            value = string_mapping(getattr(server, name))
             setattr(server, name, unmask_or_error(value, dict(getattr(previous, name)) if previous else {}))
         except ValidationError as exc:
             raise EntryRejected(f"{name}: {' '.join(exc.messages)}") from exc

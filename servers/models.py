@@ -10,19 +10,34 @@ import shutil
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator, URLValidator
+from django.core.validators import (
+    MaxValueValidator,
+    MinValueValidator,
+    ProhibitNullCharactersValidator,
+    RegexValidator,
+    URLValidator,
+)
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from servers.secrets import EncryptedJSONField
 from servers.upstream.config import UpstreamConfig
+from servers.validators import env_mapping, finite_number, header_mapping, string_list
 
 slug_validator = RegexValidator(r"^[a-z0-9-]+$", "Use lowercase letters, digits and hyphens only.")
+no_nul = ProhibitNullCharactersValidator()
 
 
 def _positive(value: float) -> None:
+    """Kept for migration 0001; the bounds below replaced it."""
     if value is None or value <= 0:
         raise ValidationError("Must be greater than zero.")
+
+
+def _between(low: float, high: float) -> list[Any]:
+    """Validators of a number the hub can use: finite, within [low, high] (the bounds show in the API schema)."""
+    return [finite_number, MinValueValidator(low), MaxValueValidator(high)]
 
 
 class Transport(models.TextChoices):
@@ -51,6 +66,14 @@ class BalancingPolicy(models.TextChoices):
 
 # Upper bound of a server's instances (stdio processes, or URLs) per web process.
 MAX_INSTANCES = 16
+# Bounds of the numbers a server is configured with: beyond them a value is a typo, and some
+# (a Redis expiry, an asyncio deadline, a connection pool size) break the hub, not just the server.
+MIN_TIMEOUT = 0.1
+MAX_CONNECT_TIMEOUT = 300
+MAX_CALL_TIMEOUT = 3600
+MAX_CALLS_AT_ONCE = 1000
+MAX_HEALTH_CHECK_INTERVAL = 86400
+MAX_IDLE_TIMEOUT = 7 * 86400
 
 
 class Era(models.TextChoices):
@@ -62,50 +85,90 @@ class Era(models.TextChoices):
 
 
 class McpServer(models.Model):
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[no_nul])
     slug = models.CharField(
         max_length=30,
         unique=True,
         validators=[slug_validator],
         help_text="Tool prefix at /mcp: <slug>__<tool>. Lowercase letters, digits, hyphens; at most 30.",
     )
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, validators=[no_nul])
     transport = models.CharField(max_length=20, choices=Transport.choices, default=Transport.STDIO)
 
     # stdio
-    command = models.CharField(max_length=500, blank=True, help_text="Absolute path, or a program found on PATH.")
-    args = models.JSONField(default=list, blank=True, help_text='A JSON list of strings, e.g. ["--port", "1"].')
-    env = EncryptedJSONField(blank=True, default=dict, help_text="Environment variables (encrypted, shown masked).")
-    cwd = models.CharField(max_length=500, blank=True, help_text="Working directory of the process.")
+    command = models.CharField(
+        max_length=500, blank=True, validators=[no_nul], help_text="Absolute path, or a program found on PATH."
+    )
+    args = models.JSONField(
+        default=list, blank=True, validators=[string_list], help_text='A JSON list of strings, e.g. ["--port", "1"].'
+    )
+    env = EncryptedJSONField(
+        blank=True,
+        default=dict,
+        validators=[env_mapping],
+        help_text="Environment variables (encrypted, shown masked); names [A-Za-z_][A-Za-z0-9_]*.",
+    )
+    cwd = models.CharField(
+        max_length=500, blank=True, validators=[no_nul], help_text="Working directory of the process."
+    )
 
     # HTTP
-    url = models.URLField(max_length=500, blank=True)
-    headers = EncryptedJSONField(blank=True, default=dict, help_text="HTTP headers (encrypted, shown masked).")
+    url = models.URLField(max_length=500, blank=True, validators=[no_nul])
+    headers = EncryptedJSONField(
+        blank=True, default=dict, validators=[header_mapping], help_text="HTTP headers (encrypted, shown masked)."
+    )
 
     enabled = models.BooleanField(default=True)
-    tags = models.JSONField(default=list, blank=True, help_text="A JSON list of strings.")
-    connect_timeout = models.FloatField(default=10.0, validators=[_positive], help_text="Seconds.")
-    call_timeout = models.FloatField(default=60.0, validators=[_positive], help_text="Seconds.")
-    tool_allowlist = models.JSONField(default=list, blank=True, help_text='Glob patterns, e.g. ["get_*"]; empty: all.')
-    tool_denylist = models.JSONField(default=list, blank=True, help_text="Glob patterns of tools to hide.")
-    max_concurrent_calls = models.PositiveIntegerField(default=16, validators=[MinValueValidator(1)])
-    health_check_interval = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1)])
+    tags = models.JSONField(default=list, blank=True, validators=[string_list], help_text="A JSON list of strings.")
+    connect_timeout = models.FloatField(
+        default=10.0,
+        validators=_between(MIN_TIMEOUT, MAX_CONNECT_TIMEOUT),
+        help_text=f"Seconds ({MIN_TIMEOUT} to {MAX_CONNECT_TIMEOUT}).",
+    )
+    call_timeout = models.FloatField(
+        default=60.0,
+        validators=_between(MIN_TIMEOUT, MAX_CALL_TIMEOUT),
+        help_text=f"Seconds ({MIN_TIMEOUT} to {MAX_CALL_TIMEOUT}).",
+    )
+    tool_allowlist = models.JSONField(
+        default=list, blank=True, validators=[string_list], help_text='Glob patterns, e.g. ["get_*"]; empty: all.'
+    )
+    tool_denylist = models.JSONField(
+        default=list, blank=True, validators=[string_list], help_text="Glob patterns of tools to hide."
+    )
+    max_concurrent_calls = models.PositiveIntegerField(
+        default=16, validators=_between(1, MAX_CALLS_AT_ONCE), help_text=f"1 to {MAX_CALLS_AT_ONCE}."
+    )
+    health_check_interval = models.PositiveIntegerField(
+        default=30,
+        validators=_between(1, MAX_HEALTH_CHECK_INTERVAL),
+        help_text=f"Seconds (1 to {MAX_HEALTH_CHECK_INTERVAL}).",
+    )
     idle_timeout = models.PositiveIntegerField(
-        default=0, help_text="Seconds without calls before a stdio process is stopped; 0 keeps it running."
+        default=0,
+        validators=_between(0, MAX_IDLE_TIMEOUT),
+        help_text=f"Seconds without calls before a stdio process is stopped; 0 keeps it running (at most "
+        f"{MAX_IDLE_TIMEOUT}).",
     )
 
     # Pool: several instances of this server (stdio replicas, or HTTP replica URLs).
     min_instances = models.PositiveIntegerField(
-        default=1, help_text=f"stdio: processes always running (1 to {MAX_INSTANCES})."
+        default=1,
+        validators=_between(1, MAX_INSTANCES),
+        help_text=f"stdio: processes always running (1 to {MAX_INSTANCES}).",
     )
     max_instances = models.PositiveIntegerField(
-        default=1, help_text="stdio: autoscaling adds processes up to this under sustained load."
+        default=1,
+        validators=_between(1, MAX_INSTANCES),
+        help_text="stdio: autoscaling adds processes up to this under sustained load.",
     )
     balancing_policy = models.CharField(
         max_length=20, choices=BalancingPolicy.choices, default=BalancingPolicy.LEAST_CONNECTIONS
     )
     instance_max_concurrent_calls = models.PositiveIntegerField(
-        default=0, help_text="Calls at once per instance; a full instance is skipped. 0: no limit."
+        default=0,
+        validators=_between(0, MAX_CALLS_AT_ONCE),
+        help_text=f"Calls at once per instance; a full instance is skipped. 0: no limit (at most {MAX_CALLS_AT_ONCE}).",
     )
     replica_urls = models.JSONField(
         default=list,
@@ -150,24 +213,14 @@ class McpServer(models.Model):
             elif not self.url.startswith(("http://", "https://")):
                 errors["url"] = "Only http:// and https:// URLs are allowed."
         errors.update(self._pool_errors())
-        for field in ("args", "tags", "tool_allowlist", "tool_denylist"):
-            if not _is_string_list(getattr(self, field)):
-                errors[field] = "Must be a JSON list of strings."
-        for field in ("env", "headers"):
-            value = getattr(self, field)
-            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                errors[field] = "Must be a JSON object whose values are strings."
         if errors:
             raise ValidationError(errors)
 
     def _pool_errors(self) -> dict[str, str]:
         errors: dict[str, str] = {}
         low, high = self.min_instances, self.max_instances
-        if low is None or not 1 <= low <= MAX_INSTANCES:
-            errors["min_instances"] = f"Must be between 1 and {MAX_INSTANCES}."
-        if high is None or not 1 <= high <= MAX_INSTANCES:
-            errors["max_instances"] = f"Must be between 1 and {MAX_INSTANCES}."
-        elif low is not None and high < low:
+        # Each within its bounds: the field validators say so; here only how they relate.
+        if isinstance(low, int) and isinstance(high, int) and high < low:
             errors["max_instances"] = "Must be at least the minimum number of instances."
         urls = self.replica_urls
         if not _is_string_list(urls):
@@ -306,24 +359,42 @@ class Prompt(Capability):
         constraints = [models.UniqueConstraint(fields=["server", "name"], name="unique_prompt_per_server")]
 
 
+class AccessTokenQuerySet(models.QuerySet):
+    def active(self) -> AccessTokenQuerySet:
+        """The tokens that authenticate now: not revoked, not expired."""
+        return self.filter(revoked_at__isnull=True).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+        )
+
+
 class AccessToken(models.Model):
-    """A bearer token for /mcp and /api/. Only a SHA-256 of the secret is stored; it is shown once."""
+    """A bearer token for /mcp and /api/. Only a SHA-256 of the secret is stored; it is shown once.
+
+    Revoking keeps the row (``revoked_at``), so what a token did stays readable.
+    """
 
     PREFIX = "mcphub_"
 
-    name = models.CharField(max_length=100)
+    name = models.CharField(
+        max_length=100,
+        validators=[no_nul],
+        help_text="Who or what uses it; revoke_token NAME revokes every token of that name.",
+    )
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     # The first characters, so admins can tell tokens apart without the secret.
     hint = models.CharField(max_length=20, editable=False)
     servers = models.ManyToManyField(
         McpServer, blank=True, related_name="tokens", help_text="Servers this token may use; none selected: all."
     )
-    expires_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = AccessTokenQuerySet.as_manager()
+
     class Meta:
-        ordering = ["name"]
+        ordering = ["name", "-created_at"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.hint}…)"
@@ -336,3 +407,10 @@ class AccessToken(models.Model):
     @property
     def expired(self) -> bool:
         return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def state(self) -> str:
+        """One of "active", "expired", "revoked" (the admin list, list_tokens)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expired else "active"

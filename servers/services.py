@@ -10,8 +10,10 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
+from django.utils import timezone
 
 from servers.discovery import Discovered, ProbeResult, bump_registry_version, discover, probe
 from servers.models import AccessToken, McpServer, ScalingEvent
@@ -138,16 +140,62 @@ def discover_now(server: McpServer) -> Discovered | None:
 def create_token(
     name: str, server_slugs: Iterable[str] = (), expires_at: datetime | None = None
 ) -> tuple[AccessToken, str]:
-    """Create an access token; returns it with its secret, which is never stored and shown only now."""
+    """Create an access token; returns it with its secret, which is never stored and shown only now.
+
+    Raises ValueError (unknown slugs, an unusable name) with the reason.
+    """
     slugs = list(server_slugs)
     servers = list(McpServer.objects.filter(slug__in=slugs))
     missing = set(slugs) - {server.slug for server in servers}
     if missing:
         raise ValueError(f"unknown server slug(s): {', '.join(sorted(missing))}")
+    token = AccessToken(name=name, expires_at=expires_at)
+    try:
+        return token, issue_token(token, servers)
+    except ValidationError as exc:
+        raise ValueError(
+            "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
+        ) from exc
+
+
+def issue_token(token: AccessToken, servers: Iterable[McpServer]) -> str:
+    """Save a new token (name, expiry set) with a fresh secret and its servers; returns the secret.
+
+    Only the secret's SHA-256 and its first characters (the hint) are stored. Raises ValidationError.
+    """
     secret = AccessToken.PREFIX + secrets.token_urlsafe(32)
+    token.token_hash = AccessToken.hash_secret(secret)
+    token.hint = secret[:12]
+    token.full_clean()
     with transaction.atomic():
-        token = AccessToken.objects.create(
-            name=name, token_hash=AccessToken.hash_secret(secret), hint=secret[:12], expires_at=expires_at
-        )
-        token.servers.set(servers)
-    return token, secret
+        token.save()
+        token.servers.set(list(servers))
+    return secret
+
+
+def update_token(token: AccessToken, servers: Iterable[McpServer]) -> AccessToken:
+    """Save an edited token (name, expiry) and the servers it is limited to (none: all)."""
+    token.full_clean()
+    with transaction.atomic():
+        token.save(update_fields=["name", "expires_at"])
+        token.servers.set(list(servers))
+    return token
+
+
+def revoke_tokens(tokens: QuerySet[AccessToken]) -> int:
+    """Revoke these tokens: they stop authenticating (within the gateway's token cache time).
+
+    The rows stay, with ``revoked_at``, so history keeps their names. Returns how many were not revoked yet.
+    """
+    return tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def revoke_token(name: str) -> int:
+    """Revoke every token of this name not revoked yet; returns how many. ValueError if there is none."""
+    tokens = AccessToken.objects.filter(name=name)
+    if not tokens.exists():
+        raise ValueError(f"no token named {name!r}")
+    revoked = revoke_tokens(tokens)
+    if not revoked:
+        raise ValueError(f"the token {name!r} is already revoked")
+    return revoked

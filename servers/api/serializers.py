@@ -24,15 +24,24 @@ READ_ONLY_SERVER_FIELDS = (
 )
 
 
+class StrictCharField(serializers.CharField):
+    """A string as sent: DRF's CharField would store the number 1 as "1"; the rest is the model's to check."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
 def _string_list(help_text: str) -> serializers.ListField:
-    return serializers.ListField(
-        child=serializers.CharField(trim_whitespace=False), required=False, help_text=help_text
-    )
+    return serializers.ListField(child=StrictCharField(trim_whitespace=False), required=False, help_text=help_text)
 
 
 def _secret_map(help_text: str) -> serializers.DictField:
     return serializers.DictField(
-        child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False, help_text=help_text
+        child=StrictCharField(allow_blank=True, trim_whitespace=False), required=False, help_text=help_text
     )
 
 

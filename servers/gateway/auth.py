@@ -41,12 +41,8 @@ def bearer_secret(authorization: str | None) -> str | None:
 
 
 def authenticate(secret: str) -> TokenInfo | None:
-    """The valid, unexpired token with this secret, or None (touches the database)."""
-    token = (
-        AccessToken.objects.filter(token_hash=AccessToken.hash_secret(secret))
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
-        .first()
-    )
+    """The active (not revoked, unexpired) token with this secret, or None (touches the database)."""
+    token = AccessToken.objects.active().filter(token_hash=AccessToken.hash_secret(secret)).first()
     if token is None:
         return None
     now = timezone.now()

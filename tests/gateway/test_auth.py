@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import httpx2
@@ -11,6 +12,7 @@ from mcp import MCPError
 
 from servers import services
 from servers.models import AccessToken
+from tests.conftest import wait_for
 from tests.gateway.conftest import Hub
 
 pytestmark = pytest.mark.slow
@@ -38,6 +40,18 @@ def test_expired_token_is_401(hub: Hub) -> None:
     AccessToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
 
     assert hub.post(INITIALIZE, token=secret).status_code == 401
+
+
+def test_revoked_token_is_401(hub: Hub) -> None:
+    _token, secret = services.create_token("laptop")
+    assert hub.post(INITIALIZE, token=secret).status_code == 200  # now known to (cached by) the web process
+    started = time.monotonic()
+
+    services.revoke_token("laptop")
+
+    wait_for(lambda: hub.post(INITIALIZE, token=secret).status_code == 401, timeout=60, what="the token refused")
+    print(f"revoked token refused after {time.monotonic() - started:.1f} s")
+    assert hub.post(INITIALIZE).status_code == 200  # the other token still works
 
 
 @pytest.fixture

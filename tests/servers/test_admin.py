@@ -18,6 +18,7 @@ from django.urls import reverse
 from servers.models import McpServer, Prompt, Resource, Status, Tool, Transport
 from servers.secrets import MASK
 from servers.upstream import stderr
+from tests.servers.unusable_values import UNUSABLE, UNUSABLE_IDS, as_form_text
 
 PYTHON = sys.executable
 CHANGELIST = reverse("admin:servers_mcpserver_changelist")
@@ -176,6 +177,20 @@ def test_json_and_url_errors_show_on_their_field(staff: Client, field: str, valu
     errors = response.context["adminform"].form.errors
     assert field in errors
     assert message in errors[field][0]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("field", "value"), UNUSABLE, ids=UNUSABLE_IDS)
+def test_values_the_hub_cannot_use_are_errors_on_their_field(staff: Client, field: str, value: object) -> None:
+    data = form_data(staff.get(ADD))
+    data.update(name="Bad", slug="bad", transport="stdio", command=PYTHON)
+    data[field] = as_form_text(value)
+
+    response = staff.post(ADD, data)
+
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == [field]
+    assert not McpServer.objects.filter(slug="bad").exists()
 
 
 @pytest.mark.django_db

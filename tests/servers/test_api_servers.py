@@ -14,6 +14,7 @@ from django.test import Client
 from servers.models import McpServer
 from servers.secrets import MASK
 from tests.servers.api_helpers import make_server, plain_user_client, staff_client, token_client
+from tests.servers.unusable_values import UNUSABLE, UNUSABLE_IDS
 
 URL = "/api/servers/"
 
@@ -138,6 +139,22 @@ def test_validation_errors_name_the_field(staff: Client, servers: object, body: 
     assert response.status_code == 400
     assert field in response.json(), response.json()
     assert not McpServer.objects.filter(slug="x").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("field", "value"), UNUSABLE, ids=UNUSABLE_IDS)
+def test_values_the_hub_cannot_use_are_400_on_their_field(
+    staff: Client, servers: object, field: str, value: object
+) -> None:
+    before = McpServer.objects.get(slug="alpha")
+
+    created = post(staff, URL, {"name": "x", "slug": "x", "command": sys.executable, field: value})
+    patched = post(staff, URL + "alpha/", {field: value}, method="patch")
+
+    assert (created.status_code, list(created.json())) == (400, [field])
+    assert (patched.status_code, list(patched.json())) == (400, [field])
+    assert not McpServer.objects.filter(slug="x").exists()
+    assert getattr(McpServer.objects.get(slug="alpha"), field) == getattr(before, field)
 
 
 @pytest.mark.django_db

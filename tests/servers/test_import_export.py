@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 
 from servers.models import McpServer, Transport
 from servers.secrets import MASK
+from tests.servers.unusable_values import UNUSABLE
 
 PYTHON = sys.executable
 
@@ -81,6 +82,35 @@ def test_rejection_reasons_name_the_field(tmp_path: Path, entry: object, field: 
     _, err = run_import(write(tmp_path, {"bad": entry}))
 
     assert err.startswith(f"rejected: bad: {field}")
+    assert not McpServer.objects.exists()
+
+
+@pytest.mark.django_db
+def test_values_the_hub_cannot_use_are_rejected_by_field_and_the_good_entries_kept(tmp_path: Path) -> None:
+    entries: dict[str, object] = {
+        f"bad-{i}": {"command": PYTHON, field: value} for i, (field, value) in enumerate(UNUSABLE)
+    }
+    entries["good"] = {"command": PYTHON, "call_timeout": 30, "env": {"TZ": "UTC"}}
+
+    out, err = run_import(write(tmp_path, entries))
+
+    assert list(McpServer.objects.values_list("slug", flat=True)) == ["good"]
+    assert f"1 created, 0 updated, {len(UNUSABLE)} rejected" in out
+    rejected = err.splitlines()
+    assert len(rejected) == len(UNUSABLE)
+    for i, (field, _value) in enumerate(UNUSABLE):
+        assert f"rejected: bad-{i}: {field}: " in rejected[i]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "1e999"])
+def test_non_finite_numbers_in_a_file_are_rejected(tmp_path: Path, number: str) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(f'{{"mcpServers": {{"bad": {{"command": "{PYTHON}", "connect_timeout": {number}}}}}}}')
+
+    _, err = run_import(path)
+
+    assert err.startswith("rejected: bad: connect_timeout: Must be a finite number.")
     assert not McpServer.objects.exists()
 
 

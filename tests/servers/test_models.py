@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from servers.models import McpServer, Transport
+from tests.servers.unusable_values import UNUSABLE, UNUSABLE_IDS
 
 PYTHON = sys.executable
 
@@ -135,6 +136,60 @@ def test_slug_must_be_unique() -> None:
 @pytest.mark.parametrize("value", [0, -1.5])
 def test_timeouts_must_be_positive(field: str, value: float) -> None:
     assert list(errors_of(stdio(**{field: value}))) == [field]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("field", "value"), UNUSABLE, ids=UNUSABLE_IDS)
+def test_values_the_hub_cannot_use_are_errors_on_their_field(field: str, value: object) -> None:
+    assert list(errors_of(stdio(**{field: value}))) == [field]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_timeouts_must_be_finite(value: float) -> None:
+    # A JSON import can carry NaN and Infinity, which every min/max comparison lets through.
+    errors = errors_of(stdio(call_timeout=value))
+
+    assert list(errors) == ["call_timeout"]
+    assert "Must be a finite number." in errors["call_timeout"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "low", "high", "step"),
+    [
+        ("connect_timeout", 0.1, 300, 0.01),
+        ("call_timeout", 0.1, 3600, 0.01),
+        ("health_check_interval", 1, 86400, 1),
+        ("idle_timeout", 0, 604800, 1),
+        ("max_concurrent_calls", 1, 1000, 1),
+        ("instance_max_concurrent_calls", 0, 1000, 1),
+    ],
+)
+def test_numbers_are_bounded(field: str, low: float, high: float, step: float) -> None:
+    # The bounds the README states.
+    stdio(**{field: low}).full_clean()
+    stdio(**{field: high}).full_clean()
+
+    assert list(errors_of(stdio(**{field: low - step}))) == [field]
+    assert list(errors_of(stdio(**{field: high + step}))) == [field]
+
+
+@pytest.mark.django_db
+def test_usual_env_and_header_names_and_values_are_accepted() -> None:
+    stdio(
+        env={"_A1": "x", "lower_case": "=;$ ok"},
+        headers={"X-Api-Key": "a\tb", "Authorization": "Bearer t~!#"},
+    ).full_clean()
+
+
+@pytest.mark.django_db
+def test_env_and_header_errors_name_the_bad_name_not_the_value() -> None:
+    errors = errors_of(stdio(env={"A=B": "sk-secret", "OK": "x"}, headers={"X-A": "sk-secret\n"}))
+
+    assert errors["env"] == ["'A=B' is not a variable name: letters, digits and _, not starting with a digit."]
+    assert errors["headers"] == ["The value of X-A contains a control character (CR, LF, NUL...)."]
+    assert "sk-secret" not in str(errors)
 
 
 def test_tool_visible_with_allow_and_deny_globs() -> None:

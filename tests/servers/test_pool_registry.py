@@ -48,8 +48,8 @@ def test_defaults_are_one_instance_least_connections() -> None:
 @pytest.mark.parametrize(
     ("fields", "field", "message"),
     [
-        ({"min_instances": 0}, "min_instances", "between 1 and 16"),
-        ({"max_instances": 17}, "max_instances", "between 1 and 16"),
+        ({"min_instances": 0}, "min_instances", "greater than or equal to 1"),
+        ({"max_instances": 17}, "max_instances", "less than or equal to 16"),
         ({"min_instances": 3, "max_instances": 2}, "max_instances", "at least the minimum"),
         ({"balancing_policy": "random"}, "balancing_policy", "not a valid choice"),
         ({"replica_urls": ["https://b.example/mcp"]}, "replica_urls", "Only HTTP servers"),
