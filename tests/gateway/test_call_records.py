@@ -12,7 +12,8 @@ from mcp import Client, MCPError
 
 from logs.models import RequestLog
 from servers import services
-from tests.conftest import hub_env, run_web, wait_for
+from servers.models import McpServer
+from tests.conftest import http_fixture_server, hub_env, run_web, wait_for
 from tests.gateway.conftest import Hub, register_fixture
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -51,16 +52,30 @@ async def test_calls_are_recorded_with_their_outcome(hub: Hub) -> None:
     assert echo.token_name == "tests"
 
 
-async def test_an_upstream_dying_mid_call_is_recorded_as_connection_lost(hub: Hub) -> None:
-    async with hub.client() as client:
-        crashed = await client.call_tool("fixture__crash", {})
+@pytest.fixture
+def crash_hub(transactional_db: None) -> Iterator[Hub]:
+    """Our fixture server twice: `fixture` over stdio, `web` over Streamable HTTP (started apart from the hub)."""
+    with http_fixture_server() as url:
+        services.discover_now(McpServer.objects.create(name="web", slug="web", transport="streamable_http", url=url))
+        register_fixture("fixture")
+        _token, secret = services.create_token("tests")
+        with run_web(hub_env()) as server:
+            yield Hub(server.url, secret, server)
+
+
+# Through the SDK client to the upstream (a handshake-era caller; stateless calls to HTTP are relayed
+# raw, see test_stateless_calls), over stdio and over HTTP.
+@pytest.mark.parametrize("tool", ["fixture__crash", "web__crash"])
+async def test_an_upstream_dying_mid_call_is_recorded_as_connection_lost(crash_hub: Hub, tool: str) -> None:
+    async with crash_hub.client(mode="legacy") as client:
+        crashed = await client.call_tool(tool, {})
 
     assert crashed.is_error is True
     record = await sync_to_async(wait_for)(
         lambda: RequestLog.objects.filter(tool="crash").first(), what="the crashed call's record"
     )
     assert isinstance(record, RequestLog)
-    assert record.outcome == "connection_lost"
+    assert (record.outcome, record.protocol_era) == ("connection_lost", "handshake")
     assert "connection lost during the call" in record.error
 
 
