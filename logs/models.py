@@ -16,20 +16,9 @@ from datetime import datetime, timedelta
 from django.db import models
 from django.utils import timezone
 
+from logs.outcomes import Outcome
+
 TABLE = "logs_requestlog"
-
-
-class Outcome(models.TextChoices):
-    """How a call ended: the one list of outcomes (metric buckets, Prometheus labels and API filters follow it)."""
-
-    OK = "ok", "ok"
-    TOOL_ERROR = "tool_error", "tool error"
-    PROTOCOL_ERROR = "protocol_error", "protocol error"
-    TIMEOUT = "timeout", "timeout"
-    OVERLOADED = "overloaded", "overloaded"  # the server's call queue was full: refused before it was sent
-    CONNECTION_LOST = "connection_lost", "connection lost"  # the upstream went away while the call ran
-    UPSTREAM_DOWN = "upstream_down", "upstream down"  # could not be reached or started, or its circuit is open
-    DENIED = "denied", "denied"
 
 
 class ProtocolEra(models.TextChoices):

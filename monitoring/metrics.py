@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from logs import locks
 from logs.models import TABLE as REQUEST_LOG_TABLE
-from logs.models import Outcome
+from logs.outcomes import Outcome
 from monitoring.models import MetricBucket
 
 logger = logging.getLogger(__name__)

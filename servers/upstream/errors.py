@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from logs.models import Outcome
+from logs.outcomes import Outcome
 
 
 class UpstreamError(Exception):

@@ -92,9 +92,9 @@ async def test_a_call_refused_because_the_queue_is_full_is_recorded_as_overloade
     results: list[types.CallToolResult] = []
 
     async def slow_call(client: Client) -> None:
-        results.append(await client.call_tool("narrow__slow", {"seconds": 5}))
+        results.append(await client.call_tool("narrow__slow", {"seconds": 8}))
 
-    # One call runs, one waits, the third finds the queue full (each of the first two takes 5 s).
+    # One call runs, one waits, the third finds the queue full (each of the first two takes 8 s).
     async with narrow_hub.client() as client, anyio.create_task_group() as group:
         for _ in range(3):
             group.start_soon(slow_call, client)
