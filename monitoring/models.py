@@ -44,7 +44,7 @@ class StatusChange(models.Model):
 class MetricBucket(models.Model):
     """Calls of one tool of one server in one minute (or hour), rolled up from the request log.
 
-    One count column per request-log outcome (``logs.models.Outcome``, named by its value).
+    One count column per request-log outcome (``logs.outcomes.Outcome``, named by its value).
     """
 
     class Resolution(models.TextChoices):
