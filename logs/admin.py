@@ -85,11 +85,26 @@ class ToolFilter(RecentValuesFilter):
     field = "tool"
 
 
+class TokenFilter(RecentValuesFilter):
+    title = "token"
+    parameter_name = "token"
+    field = "token_name"
+
+
 @admin.register(RequestLog)
 class RequestLogAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "server_slug", "tool", "outcome", "latency_ms", "error_code", "request_id")
-    list_filter = ("outcome", ServerFilter, ToolFilter)
-    search_fields = ("tool", "server_slug", "error", "=session_id")
+    list_display = (
+        "created_at",
+        "server_slug",
+        "tool",
+        "token_name",
+        "outcome",
+        "latency_ms",
+        "error_code",
+        "request_id",
+    )
+    list_filter = ("outcome", ServerFilter, ToolFilter, TokenFilter)
+    search_fields = ("tool", "server_slug", "token_name", "error", "=session_id")
     date_hierarchy = "created_at"
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # facet counts are COUNT(*)s

@@ -3,8 +3,9 @@
 The table itself is created by SQL in migration 0001 (``PARTITION BY RANGE
 (created_at)``, ``PRIMARY KEY (id, created_at)``, a DEFAULT partition); Django's
 model state keeps a single-column ``id`` primary key so that the ORM and the admin
-work. ``logs`` knows nothing of the other apps: it keeps the server's id and slug,
-with no foreign key (deleting a server must not scan every partition).
+work. ``logs`` knows nothing of the other apps: it keeps the server's id and slug
+and the token's id and name, with no foreign key (deleting a server must not scan
+every partition; a row keeps naming a token that was since deleted).
 """
 
 from __future__ import annotations
@@ -15,16 +16,9 @@ from datetime import datetime, timedelta
 from django.db import models
 from django.utils import timezone
 
+from logs.outcomes import Outcome
+
 TABLE = "logs_requestlog"
-
-
-class Outcome(models.TextChoices):
-    OK = "ok", "ok"
-    TOOL_ERROR = "tool_error", "tool error"
-    PROTOCOL_ERROR = "protocol_error", "protocol error"
-    TIMEOUT = "timeout", "timeout"
-    UPSTREAM_DOWN = "upstream_down", "upstream down"
-    DENIED = "denied", "denied"
 
 
 class ProtocolEra(models.TextChoices):
@@ -57,7 +51,8 @@ class RequestLog(models.Model):
     server_id = models.BigIntegerField(null=True, blank=True, help_text="servers.Server id; no foreign key.")
     server_slug = models.CharField(max_length=100, blank=True, default="")
     tool = models.CharField(max_length=255, blank=True, default="", help_text="Tool name, else the JSON-RPC method.")
-    token_id = models.BigIntegerField(null=True, blank=True)
+    token_id = models.BigIntegerField(null=True, blank=True, help_text="servers.AccessToken id; no foreign key.")
+    token_name = models.CharField(max_length=100, blank=True, default="", help_text="The token's name at the call.")
     session_id = models.CharField(max_length=128, blank=True, default="")
     protocol_era = models.CharField(max_length=16, choices=ProtocolEra.choices, blank=True, default="")
     outcome = models.CharField(max_length=16, choices=Outcome.choices)

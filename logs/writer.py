@@ -73,39 +73,26 @@ from logs.models import TABLE
 logger = logging.getLogger(__name__)
 
 APPLICATION_NAME = "mcphub-logwriter"
-COLUMNS = (
-    "created_at",
-    "request_id",
-    "server_id",
-    "server_slug",
-    "tool",
-    "token_id",
-    "session_id",
-    "protocol_era",
-    "outcome",
-    "latency_ms",
-    "request_bytes",
-    "response_bytes",
-    "error_code",
-    "error",
+# The columns the writer fills, with their PostgreSQL types (for binary COPY), in LogRecord.as_row order.
+_TYPED_COLUMNS = (
+    ("created_at", "timestamptz"),
+    ("request_id", "uuid"),
+    ("server_id", "int8"),
+    ("server_slug", "varchar"),
+    ("tool", "varchar"),
+    ("token_id", "int8"),
+    ("token_name", "varchar"),
+    ("session_id", "varchar"),
+    ("protocol_era", "varchar"),
+    ("outcome", "varchar"),
+    ("latency_ms", "float8"),
+    ("request_bytes", "int4"),
+    ("response_bytes", "int4"),
+    ("error_code", "int4"),
+    ("error", "text"),
 )
-# PostgreSQL types of COLUMNS, for binary COPY.
-COLUMN_TYPES = (
-    "timestamptz",
-    "uuid",
-    "int8",
-    "varchar",
-    "varchar",
-    "int8",
-    "varchar",
-    "varchar",
-    "varchar",
-    "float8",
-    "int4",
-    "int4",
-    "int4",
-    "text",
-)
+COLUMNS = tuple(name for name, _type in _TYPED_COLUMNS)
+COLUMN_TYPES = tuple(type_ for _name, type_ in _TYPED_COLUMNS)
 _INT32 = 2**31 - 1
 # Django-only keys of DATABASES[...]["OPTIONS"] that libpq does not know.
 _DJANGO_ONLY_OPTIONS = {"isolation_level", "server_side_binding", "pool", "assume_role", "cursor_factory", "context"}
@@ -135,6 +122,7 @@ class LogRecord:
     server_slug: str = ""
     tool: str = ""
     token_id: int | None = None
+    token_name: str = ""
     session_id: str = ""
     protocol_era: str = ""
     latency_ms: float = 0.0
@@ -154,6 +142,7 @@ class LogRecord:
             _text(self.server_slug, 100),
             _text(self.tool, 255),
             self.token_id,
+            _text(self.token_name, 100),
             _text(self.session_id, 128),
             _text(self.protocol_era, 16),
             _text(self.outcome, 16),
@@ -172,6 +161,7 @@ class LogRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LogRecord:
+        """A record from a spool line; fields a line lacks (spooled by older code) take their defaults."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["created_at"] = datetime.fromisoformat(values["created_at"])

@@ -26,13 +26,14 @@ from django.utils import timezone
 
 from logs import locks
 from logs.models import TABLE as REQUEST_LOG_TABLE
+from logs.outcomes import Outcome
 from monitoring.models import MetricBucket
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Resolution = MetricBucket.Resolution
-OUTCOME_COLUMNS = ("ok", "tool_error", "protocol_error", "timeout", "upstream_down", "denied")
+OUTCOME_COLUMNS: tuple[str, ...] = tuple(Outcome.values)  # MetricBucket has one count column per outcome
 STEP = {Resolution.MINUTE: timedelta(minutes=1), Resolution.HOUR: timedelta(hours=1)}
 BUCKET_TABLE = MetricBucket._meta.db_table
 

@@ -42,7 +42,10 @@ class StatusChange(models.Model):
 
 
 class MetricBucket(models.Model):
-    """Calls of one tool of one server in one minute (or hour), rolled up from the request log."""
+    """Calls of one tool of one server in one minute (or hour), rolled up from the request log.
+
+    One count column per request-log outcome (``logs.outcomes.Outcome``, named by its value).
+    """
 
     class Resolution(models.TextChoices):
         MINUTE = "minute"
@@ -58,6 +61,8 @@ class MetricBucket(models.Model):
     tool_error = models.PositiveIntegerField(default=0)
     protocol_error = models.PositiveIntegerField(default=0)
     timeout = models.PositiveIntegerField(default=0)
+    overloaded = models.PositiveIntegerField(default=0)
+    connection_lost = models.PositiveIntegerField(default=0)
     upstream_down = models.PositiveIntegerField(default=0)
     denied = models.PositiveIntegerField(default=0)
     latency_avg = models.FloatField(default=0)

@@ -21,6 +21,7 @@ class RequestLogSerializer(serializers.ModelSerializer):
             "server_slug",
             "tool",
             "token_id",
+            "token_name",
             "session_id",
             "protocol_era",
             "outcome",

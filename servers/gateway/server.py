@@ -504,6 +504,7 @@ class CallRecorder:
             outcome="ok",
             tool=name,
             token_id=scope.token.id,
+            token_name=scope.token.name,
             session_id=headers.get("mcp-session-id", "") or "",
             protocol_era="stateless" if protocol_version in MODERN_PROTOCOL_VERSIONS else "handshake",
             request_bytes=int(headers.get("content-length", 0) or 0),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from logs.outcomes import Outcome
+
 
 class UpstreamError(Exception):
     """An upstream call failed before a result came back."""
 
-    outcome = "upstream_down"
+    outcome: Outcome = Outcome.UPSTREAM_DOWN
 
     def __init__(self, server_slug: str, message: str) -> None:
         super().__init__(f"{server_slug}: {message}")
@@ -20,12 +22,16 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     """The server did not answer within the configured limit."""
 
-    outcome = "timeout"
+    outcome = Outcome.TIMEOUT
 
 
 class UpstreamCrashed(UpstreamError):
     """The connection or process died while the request was in flight."""
 
+    outcome = Outcome.CONNECTION_LOST
+
 
 class UpstreamOverloaded(UpstreamError):
-    """Too many calls are waiting for this server."""
+    """Too many calls are waiting for this server: refused without being sent."""
+
+    outcome = Outcome.OVERLOADED

@@ -156,6 +156,12 @@ def test_an_upstream_dying_mid_call_is_a_tool_error_naming_the_server(http_hub: 
     assert result["content"][0]["text"].startswith("web: connection lost during the call")
     record = wait_for(lambda: RequestLog.objects.filter(tool="crash").first(), what="the crashed call's record")
     assert isinstance(record, RequestLog)
+    assert record.outcome == "connection_lost"
+    # The server is gone now: the next call cannot reach it at all.
+    after = answer(call(http_hub, "web__echo", {"text": "anyone?"}))["result"]
+    assert after["isError"] is True
+    record = wait_for(lambda: RequestLog.objects.filter(tool="echo").first(), what="the next call's record")
+    assert isinstance(record, RequestLog)
     assert record.outcome == "upstream_down"
 
 

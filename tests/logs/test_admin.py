@@ -78,6 +78,17 @@ def test_filters_and_search(staff: Client) -> None:
     assert "get_time" in staff.get(CHANGELIST).content.decode()  # offered as a filter choice
 
 
+def test_list_and_detail_show_the_tokens_name(staff: Client) -> None:
+    row = log(tool="get_time", token_id=7, token_name="ci-bot")
+    log(tool="fetch", token_id=8, token_name="laptop")
+
+    listing = staff.get(CHANGELIST)
+    assert '<td class="field-token_name">ci-bot</td>' in listing.content.decode()
+    assert [r.tool for r in staff.get(CHANGELIST, {"token": "ci-bot"}).context["cl"].result_list] == ["get_time"]
+    detail = staff.get(f"{CHANGELIST}{row.pk}/change/").content.decode()
+    assert "Token name" in detail and "ci-bot" in detail
+
+
 def test_read_only(staff: Client) -> None:
     row = log(tool="get_time")
 

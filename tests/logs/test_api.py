@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from logs import partitions
-from logs.models import RequestLog
+from logs.models import Outcome, RequestLog
 from logs.services import LogFilter
 from tests.logs.conftest import utc
 
@@ -67,6 +67,26 @@ def test_filters(staff: Client) -> None:
     assert tools(outcome="upstream_down") == ["fetch"]
     assert tools(server="time", outcome="ok") == ["get_time"]
     assert tools(server="nope") == []
+
+
+@pytest.mark.django_db
+def test_every_outcome_is_a_filter_value(staff: Client) -> None:
+    for outcome in Outcome.values:
+        log(tool=f"call-{outcome}", outcome=outcome)
+
+    for outcome in ("overloaded", "connection_lost", "upstream_down"):
+        response = staff.get(URL, {"outcome": outcome})
+        assert response.status_code == 200, response.content
+        assert [row["tool"] for row in response.json()["results"]] == [f"call-{outcome}"]
+
+
+@pytest.mark.django_db
+def test_a_row_shows_the_tokens_id_and_name(staff: Client) -> None:
+    log(tool="echo", token_id=7, token_name="ci-bot")
+
+    [row] = staff.get(URL).json()["results"]
+
+    assert (row["token_id"], row["token_name"]) == (7, "ci-bot")
 
 
 @pytest.mark.django_db

@@ -102,12 +102,21 @@ def test_resubmitted_record_is_written_once(make_writer: MakeWriter) -> None:
 
 def test_bad_values_are_made_to_fit(make_writer: MakeWriter) -> None:
     writer = make_writer(batch_size=1000, flush_interval=0.2)
-    writer.submit(LogRecord(outcome="ok", tool="x" * 1000, error="nul\x00byte", request_bytes=2**40, error_code=-32601))
+    writer.submit(
+        LogRecord(
+            outcome="ok",
+            tool="x" * 1000,
+            token_name="t\x00" + "n" * 200,
+            error="nul\x00byte",
+            request_bytes=2**40,
+            error_code=-32601,
+        )
+    )
     assert writer.flush() is True
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT length(tool), error, request_bytes, error_code FROM logs_requestlog")
-        assert cursor.fetchone() == (255, "nulbyte", 2**31 - 1, -32601)
+        cursor.execute("SELECT length(tool), token_name, error, request_bytes, error_code FROM logs_requestlog")
+        assert cursor.fetchone() == (255, "t" + "n" * 99, "nulbyte", 2**31 - 1, -32601)
 
 
 def test_outage_then_recovery_writes_every_record_once(
@@ -165,6 +174,24 @@ def test_spool_left_by_a_dead_process_is_replayed_once(make_writer: MakeWriter, 
     wait_for(lambda: row_count() == 12, timeout=30, what="the leftover spool files to be replayed")
     assert replayer.flush() is True
     assert row_count() == distinct_request_ids() == 12
+    assert list(spool.iterdir()) == []
+
+
+def test_a_spool_file_of_older_code_without_token_name_is_replayed(make_writer: MakeWriter, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    new = LogRecord(outcome="overloaded", tool="slow", token_id=3, token_name="ci-bot")
+    old = {k: v for k, v in LogRecord(outcome="ok", tool="echo", token_id=3).to_json().items() if k != "token_name"}
+    lines = [json.dumps(old), json.dumps(new.to_json())]
+    (spool / f"{_dead_pid()}-1-cccc.jsonl").write_text("".join(line + "\n" for line in lines))
+
+    writer = make_writer(batch_size=1000, flush_interval=0.2, spool_dir=spool)
+
+    wait_for(lambda: row_count() == 2, timeout=30, what="the old spool file to be replayed")
+    assert writer.flush() is True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tool, outcome, token_id, token_name FROM logs_requestlog ORDER BY tool")
+        assert cursor.fetchall() == [("echo", "ok", 3, ""), ("slow", "overloaded", 3, "ci-bot")]
     assert list(spool.iterdir()) == []
 
 

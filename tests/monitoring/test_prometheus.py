@@ -19,9 +19,9 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from logs.models import RequestLog
+from logs.models import Outcome, RequestLog
 from monitoring import process_metrics
-from monitoring.metrics import floor_to
+from monitoring.metrics import floor_to, rollup_minutes, series
 from monitoring.models import MetricBucket
 from monitoring.process_metrics import ProcessSample
 from tests.conftest import wait_for
@@ -104,6 +104,33 @@ def test_exposition_parses_and_holds_the_figures(data: None) -> None:
 
     assert samples(families["mcphub_log_writer_queue_depth"], "mcphub_log_writer_queue_depth")[()] >= 0
     assert "mcphub_stdio_process_rss_bytes" in families
+
+
+@pytest.mark.django_db
+def test_every_outcome_is_a_label_from_the_log_through_the_rollup() -> None:
+    server = make_server("gamma", status="up")
+    outcomes = ["ok", "overloaded", "overloaded", "connection_lost", "upstream_down"]
+    RequestLog.objects.bulk_create(
+        RequestLog(server_id=server.pk, server_slug="gamma", tool="slow", outcome=outcome) for outcome in outcomes
+    )
+    rollup_minutes()
+
+    totals = samples(scrape(token_client())["mcphub_tool_calls"], "mcphub_tool_calls_total")
+
+    counted = {dict(labels)["outcome"]: value for labels, value in totals.items()}
+    assert counted == {
+        "ok": 1,
+        "tool_error": 0,
+        "protocol_error": 0,
+        "timeout": 0,
+        "overloaded": 2,
+        "connection_lost": 1,
+        "upstream_down": 1,
+        "denied": 0,
+    }
+    assert set(counted) == set(Outcome.values)
+    # Every outcome but ok is an error in the error rates.
+    assert sum(point.errors for point in series("1h", server_ids=[server.pk]).points) == 4
 
 
 @pytest.mark.django_db
