@@ -21,7 +21,7 @@ import anyio
 from django.conf import settings
 
 from servers.gateway import stateless
-from servers.gateway.auth import authenticate_cached, bearer_secret
+from servers.gateway.auth import AuthUnavailable, authenticate_cached, bearer_secret
 from servers.gateway.server import CURRENT_SLUG, Gateway, RequestScope
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,12 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
         await _json_response(send, 404, {"error": "not found"}, [])
         return
     secret = bearer_secret(_header(scope, b"authorization"))
-    token = await authenticate_cached(secret) if secret else None
+    try:
+        token = await authenticate_cached(secret) if secret else None
+    except AuthUnavailable as exc:
+        retry_after = str(round(exc.retry_after)).encode()
+        await _json_response(send, 503, {"error": f"{exc}; try again shortly"}, [(b"retry-after", retry_after)])
+        return
     if token is None:
         await _json_response(
             send,
