@@ -13,15 +13,18 @@ are killed at interpreter exit (servers.upstream.stdio).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from typing import Any
 
 import anyio
 from django.conf import settings
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 
 from servers.gateway import stateless
-from servers.gateway.auth import AuthUnavailable, authenticate_cached, bearer_secret
+from servers.gateway.auth import AuthUnavailable, TokenInfo, authenticate_cached, bearer_secret
 from servers.gateway.server import CURRENT_SLUG, Gateway, RequestScope
 
 logger = logging.getLogger(__name__)
@@ -153,4 +156,12 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
         if within and await stateless.handle(gateway, request_scope, scope, receive, send, body):
             return
         receive = stateless.replaying(body, complete, receive)
-    await gateway.session_manager.handle_request({**scope, "mcphub": request_scope}, receive, send)
+    # The SDK binds a handshake-era session to the user that opened it: another token gets 404 for it.
+    sdk_scope = {**scope, "mcphub": request_scope, "user": session_owner(token)}
+    await gateway.session_manager.handle_request(sdk_scope, receive, send)
+
+
+@functools.lru_cache(maxsize=1024)
+def session_owner(token: TokenInfo) -> AuthenticatedUser:
+    """The token as the SDK's session manager identifies a session's owner."""
+    return AuthenticatedUser(AccessToken(token=f"hub-token-{token.id}", client_id=f"hub-token-{token.id}", scopes=[]))
