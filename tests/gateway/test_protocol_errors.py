@@ -5,10 +5,12 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.gateway.conftest import Hub
 
 pytestmark = pytest.mark.slow
@@ -90,6 +92,28 @@ def test_body_over_the_limit_is_413_after_the_whole_body(procfile_hub: Hub, head
 
     assert status == 413
     assert json.loads(body)["error"]["message"] == "request body over the 1000000-byte limit"
+
+
+def test_foreign_host_is_a_4xx_and_at_most_one_short_log_line(procfile_hub: Hub) -> None:
+    url = urlsplit(procfile_hub.url)
+    statuses = []
+    for method, path in (("GET", "/"), ("GET", "/admin/"), ("GET", "/api/servers/"), ("POST", "/mcp")):
+        with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+            head = f"Host: evil.example\r\nAuthorization: Bearer {procfile_hub.token}\r\nContent-Length: 2\r\n"
+            sock.sendall(f"{method} {path} HTTP/1.1\r\n{head}Connection: close\r\n\r\n{{}}".encode())
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            statuses.append(response.status)
+    log = Path(procfile_hub.server.log)
+
+    def refusals() -> list[str]:
+        return [line for line in log.read_text().splitlines() if "evil.example" in line]
+
+    wait_for(lambda: len(refusals()) >= 3, what="Django's three refusals logged")
+
+    assert statuses[:3] == [400, 400, 400] and statuses[3] in (400, 421)
+    assert len(refusals()) <= 4
+    assert "Traceback" not in log.read_text()
 
 
 def test_foreign_host_is_refused(hub: Hub) -> None:
