@@ -59,12 +59,9 @@ def local_rows(pools: Iterable[Pool]) -> dict[int, list[dict[str, Any]]]:
 def publish(rows: dict[int, list[dict[str, Any]]]) -> None:
     """Store this process's instances (`local_rows`, taken in the gateway's loop) for the others to read.
 
-    Best effort, like every write here: Redis may be down, and the next round comes in seconds.
+    Raises CACHE_ERRORS without Redis: the caller logs the outage once, and the next round comes in seconds.
     """
-    try:
-        cache.set(KEY_PREFIX + process_label(), rows, KEY_TTL)
-    except CACHE_ERRORS:
-        logger.warning("upstream instances: Redis unreachable, not published")
+    cache.set(KEY_PREFIX + process_label(), rows, KEY_TTL)
 
 
 def withdraw() -> None:

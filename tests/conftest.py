@@ -119,16 +119,17 @@ def uvicorn_command(port: int, *extra: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def run_web(env: dict[str, str]) -> Iterator[LiveServer]:
-    """Run the ASGI app under daphne on a free loopback port until the block ends.
+def run_web(env: dict[str, str], procfile: bool = False) -> Iterator[LiveServer]:
+    """Run the ASGI app under daphne (or the Procfile's uvicorn command) on a free loopback port until the block ends.
 
     Its output goes to a file (a pipe nobody reads would fill up and stall it); the
     file's tail is printed when the block fails.
     """
     port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="daphne-", suffix=".log", delete=False)  # noqa: SIM115
+    log = tempfile.NamedTemporaryFile(prefix="web-", suffix=".log", delete=False)  # noqa: SIM115
+    daphne = [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port)]
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "mcphub.asgi:application"],
+        uvicorn_command(port) if procfile else [*daphne, "mcphub.asgi:application"],
         cwd=BASE_DIR,
         env=env,
         stdout=log,
@@ -136,10 +137,10 @@ def run_web(env: dict[str, str]) -> Iterator[LiveServer]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: http_get(url + "/healthz", timeout=5).status, timeout=60, what="daphne to answer")
+        wait_for(lambda: http_get(url + "/healthz", timeout=5).status, timeout=60, what="the web server to answer")
         yield LiveServer(url, process, Path(log.name))
     except BaseException:
-        print(f"--- daphne output ({log.name}), last lines ---")
+        print(f"--- web server output ({log.name}), last lines ---")
         print("\n".join(Path(log.name).read_text(errors="replace").splitlines()[-60:]))
         raise
     finally:

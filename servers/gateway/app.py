@@ -13,15 +13,19 @@ are killed at interpreter exit (servers.upstream.stdio).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from typing import Any
 
 import anyio
+import mcp_types as types
 from django.conf import settings
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 
 from servers.gateway import stateless
-from servers.gateway.auth import authenticate_cached, bearer_secret
+from servers.gateway.auth import AuthUnavailable, TokenInfo, authenticate_cached, bearer_secret
 from servers.gateway.server import CURRENT_SLUG, Gateway, RequestScope
 
 logger = logging.getLogger(__name__)
@@ -29,6 +33,10 @@ logger = logging.getLogger(__name__)
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
+
+# A body over the limit is still read (and dropped) up to this much, for this long, before the 413.
+DRAIN_LIMIT = 256 * 1024 * 1024
+DRAIN_SECONDS = 30.0
 
 
 class GatewayRunner:
@@ -121,7 +129,12 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
         await _json_response(send, 404, {"error": "not found"}, [])
         return
     secret = bearer_secret(_header(scope, b"authorization"))
-    token = await authenticate_cached(secret) if secret else None
+    try:
+        token = await authenticate_cached(secret) if secret else None
+    except AuthUnavailable as exc:
+        retry_after = str(round(exc.retry_after)).encode()
+        await _json_response(send, 503, {"error": f"{exc}; try again shortly"}, [(b"retry-after", retry_after)])
+        return
     if token is None:
         await _json_response(
             send,
@@ -141,11 +154,40 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
             return
     CURRENT_SLUG.set(slug)
     request_scope = RequestScope(token=token, slug=slug)
-    if stateless.is_candidate(scope):
+    if scope["method"] == "POST":
         limit = settings.MCPHUB_MAX_REQUEST_BYTES
         body, complete = await stateless.read_body(receive, limit)
-        within = complete and len(body) <= limit  # else the SDK answers 413
-        if within and await stateless.handle(gateway, request_scope, scope, receive, send, body):
+        if len(body) > limit:
+            await _too_large(receive, send, limit, complete)
+            return
+        candidate = complete and stateless.is_candidate(scope)
+        if candidate and await stateless.handle(gateway, request_scope, scope, receive, send, body):
             return
         receive = stateless.replaying(body, complete, receive)
-    await gateway.session_manager.handle_request({**scope, "mcphub": request_scope}, receive, send)
+    # The SDK binds a handshake-era session to the user that opened it: another token gets 404 for it.
+    sdk_scope = {**scope, "mcphub": request_scope, "user": session_owner(token)}
+    await gateway.session_manager.handle_request(sdk_scope, receive, send)
+
+
+@functools.lru_cache(maxsize=1024)
+def session_owner(token: TokenInfo) -> AuthenticatedUser:
+    """The token as the SDK's session manager identifies a session's owner."""
+    return AuthenticatedUser(AccessToken(token=f"hub-token-{token.id}", client_id=f"hub-token-{token.id}", scopes=[]))
+
+
+async def _too_large(receive: Receive, send: Send, limit: int, complete: bool) -> None:
+    """413 for a body over the limit, read to its end first (within DRAIN_LIMIT).
+
+    A client that writes its whole body before reading would otherwise see the
+    connection reset (unread data at close) instead of the answer.
+    """
+    drained = 0
+    with anyio.move_on_after(DRAIN_SECONDS):
+        while not complete and drained < DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client has gone
+            drained += len(message.get("body", b""))
+            complete = not message.get("more_body")
+    error = {"code": types.INVALID_REQUEST, "message": f"request body over the {limit}-byte limit"}
+    await _json_response(send, 413, {"jsonrpc": "2.0", "id": None, "error": error}, [(b"connection", b"close")])

@@ -14,11 +14,11 @@ import asyncio
 import logging
 import os
 import threading
-import time
 from collections import deque
 from typing import Any
 
 from logs.writer import LogRecord
+from servers.gateway import outages
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,6 @@ async def _drain_forever() -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    last_warning = 0.0
     while True:
         await asyncio.sleep(FLUSH_SECONDS)
         if not _buffer:
@@ -91,11 +90,11 @@ async def _drain_forever() -> None:
         calls, skipped = take_batch()
         try:
             await layer.group_send(CALLS_GROUP, {"type": EVENT_TYPE, "calls": calls, "skipped": skipped})
-        except Exception:
-            # Redis away: these calls miss the live tail (they are in the request log); warn at most every minute.
-            if time.monotonic() - last_warning > 60:
-                last_warning = time.monotonic()
-                logger.warning("live tail: publishing to the channel layer failed", exc_info=True)
+        except Exception as exc:
+            # Redis away: these calls miss the live tail (they are in the request log).
+            outages.redis.failed("live tail of calls", exc)
+        else:
+            outages.redis.succeeded()
 
 
 def _forget_after_fork() -> None:

@@ -23,6 +23,7 @@ import anyio
 import mcp_types as types
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 from mcp.server import InitializationOptions, NotificationOptions, Server, ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.session import ServerSession
@@ -37,7 +38,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from logs.writer import LogRecord, submit
 from monitoring import instances
 from servers.discovery import rediscover_live, registry_version
-from servers.gateway import live
+from servers.gateway import live, outages
 from servers.gateway.auth import TokenInfo
 from servers.gateway.breaker import CircuitBreaker, request_health_check
 from servers.gateway.names import split_uri
@@ -187,24 +188,40 @@ class Gateway:
                     await stop.wait()
                 try:
                     await self.refresh()
-                except Exception:
+                except Exception:  # a bug, not an outage (refresh handles those): keep serving
                     logger.exception("gateway snapshot refresh failed; keeping the previous one")
                 if time.monotonic() - published >= instances.PUBLISH_EVERY:
                     published = time.monotonic()
                     # Taken here, in the pools' event loop; stored from a thread (a Redis write).
                     rows = instances.local_rows(upstreams.sessions())
-                    await sync_to_async(instances.publish, thread_sensitive=False)(rows)
+                    try:
+                        await sync_to_async(instances.publish, thread_sensitive=False)(rows)
+                    except instances.CACHE_ERRORS as exc:
+                        outages.redis.failed("publishing upstream instances", exc)
             self.upstreams = None
         await sync_to_async(instances.withdraw, thread_sensitive=False)()
 
     async def refresh(self, force: bool = False) -> None:
-        """Reload the snapshot when the registry version moved; tell clients when the tool set changed."""
-        version = await sync_to_async(registry_version, thread_sensitive=False)()
+        """Reload the snapshot when the registry version moved; tell clients when the tool set changed.
+
+        Without Redis or PostgreSQL the previous snapshot stays (logged once per outage, not per try).
+        """
+        try:
+            version = await sync_to_async(registry_version, thread_sensitive=False)()
+        except instances.CACHE_ERRORS as exc:
+            outages.redis.failed("gateway snapshot refresh", exc)
+            return
+        outages.redis.succeeded()
         stale = time.monotonic() - self._snapshot_at > SNAPSHOT_MAX_AGE
         if not force and not stale and version == self.snapshot.version:
             return
         old = self.snapshot
-        self.snapshot = await sync_to_async(build_snapshot, thread_sensitive=False)(version)
+        try:
+            self.snapshot = await sync_to_async(build_snapshot, thread_sensitive=False)(version)
+        except DatabaseError as exc:
+            outages.database.failed("gateway snapshot refresh", exc)
+            return
+        outages.database.succeeded()
         self._snapshot_at = time.monotonic()
         if old.version >= 0 and old.tool_signature() != self.snapshot.tool_signature():
             await self._announce_tools_changed()

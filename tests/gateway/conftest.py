@@ -1,11 +1,16 @@
-"""A live hub (daphne on loopback) with real upstream servers registered and discovered."""
+"""A live hub (daphne, or the Procfile's uvicorn, on loopback) with real upstream servers registered and discovered."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx2
 import pytest
@@ -14,7 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from servers import services
 from servers.models import McpServer
-from tests.conftest import FIXTURE_SERVER, LiveServer, hub_env, run_web
+from tests.conftest import FIXTURE_SERVER, LiveServer, free_port, hub_env, run_web
 
 
 @dataclass
@@ -49,6 +54,32 @@ class Hub:
         }
         return httpx2.post(self.url + "/mcp", content=body, headers={**base, **headers}, timeout=30)
 
+    def open_session(self, token: str | None = None) -> str:
+        """A handshake-era session opened with raw POSTs (initialize, then initialized): its Mcp-Session-Id."""
+        response = self.post(INITIALIZE, token=token)
+        assert response.status_code == 200, response.text
+        session_id = response.headers["mcp-session-id"]
+        assert self.in_session(session_id, INITIALIZED, token=token).status_code == 202
+        return session_id
+
+    def in_session(self, session_id: str, body: bytes, token: str | None = None) -> httpx2.Response:
+        """A raw POST within a handshake-era session."""
+        return self.post(body, token=token, **{"Mcp-Session-Id": session_id, "MCP-Protocol-Version": "2025-11-25"})
+
+
+INITIALIZE = (
+    b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",'
+    b'"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}'
+)
+INITIALIZED = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
+
+
+def tool_call(name: str, arguments: dict[str, object], request_id: int = 1) -> bytes:
+    """A handshake-era tools/call request body."""
+    return json.dumps(
+        {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+    ).encode()
+
 
 def register_fixture(slug: str, *flags: str, **fields: object) -> McpServer:
     server = McpServer.objects.create(
@@ -58,11 +89,114 @@ def register_fixture(slug: str, *flags: str, **fields: object) -> McpServer:
     return server
 
 
-@pytest.fixture
-def hub(transactional_db: None) -> Iterator[Hub]:
-    """Servers `fixture` (SDK fixture, both eras) and `quick` (call timeout 2 s), an all-servers token."""
+@contextmanager
+def live_hub(procfile: bool = False, **env: str) -> Iterator[Hub]:
+    """Servers `fixture` (SDK fixture, both eras) and `quick` (call timeout 2 s), an all-servers token, the web."""
     register_fixture("fixture")
     register_fixture("quick", call_timeout=2)
     _token, secret = services.create_token("tests")
-    with run_web(hub_env(MCPHUB_MAX_REQUEST_BYTES="1000000")) as server:
+    with run_web(hub_env(**env), procfile=procfile) as server:
         yield Hub(server.url, secret, server)
+
+
+@pytest.fixture
+def hub(transactional_db: None) -> Iterator[Hub]:
+    """`live_hub` under daphne, with a 1 MB request limit."""
+    with live_hub(MCPHUB_MAX_REQUEST_BYTES="1000000") as hub:
+        yield hub
+
+
+@pytest.fixture
+def procfile_hub(transactional_db: None) -> Iterator[Hub]:
+    """`live_hub` under the Procfile's uvicorn command, with a 1 MB request limit."""
+    with live_hub(procfile=True, MCPHUB_MAX_REQUEST_BYTES="1000000") as hub:
+        yield hub
+
+
+class TcpProxy:
+    """A loopback TCP proxy in front of a real server (PostgreSQL, Redis) that a test can cut and restore.
+
+    Cut, it drops every open connection and refuses new ones, as a stopped server does.
+    """
+
+    def __init__(self, target: str | tuple[str, int]) -> None:  # a Unix socket path or (host, port)
+        self.target = target
+        self.port = free_port()
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listening = threading.Event()
+        self._accepting: threading.Thread | None = None
+
+    def restore(self) -> None:
+        """Listen (again) on the same port."""
+        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        listener.settimeout(0.2)
+        self._listening.set()
+        self._accepting = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        self._accepting.start()
+
+    def cut(self) -> None:
+        """Close the port and every connection through it."""
+        self._listening.clear()
+        if self._accepting is not None:
+            self._accepting.join()
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        with listener:
+            while self._listening.is_set():
+                try:
+                    client, _address = listener.accept()
+                except TimeoutError:
+                    continue
+                try:
+                    upstream = _connect(self.target)
+                except OSError:
+                    client.close()
+                    continue
+                upstream.settimeout(None)
+                with self._lock:
+                    self._open.update((client, upstream))
+                for source, sink in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+
+def _connect(target: str | tuple[str, int]) -> socket.socket:
+    if isinstance(target, tuple):
+        return socket.create_connection(target, timeout=5)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(target)
+    return sock
+
+
+@contextmanager
+def tcp_proxy(url: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A running TcpProxy to the server of a PostgreSQL or Redis `url`, and `url` pointed at it."""
+    parts = urlsplit(url)
+    port = parts.port or (6379 if parts.scheme == "redis" else 5432)
+    query = parse_qs(parts.query)
+    socket_dir = query.pop("host", [""])[0]  # PostgreSQL on a Unix socket (the embedded one)
+    target: str | tuple[str, int] = f"{socket_dir}/.s.PGSQL.{port}" if socket_dir else (parts.hostname or "", port)
+    proxy = TcpProxy(target)
+    proxy.restore()
+    user = parts.netloc.rpartition("@")[0]
+    netloc = f"{user}@127.0.0.1:{proxy.port}" if user else f"127.0.0.1:{proxy.port}"
+    try:
+        yield proxy, parts._replace(netloc=netloc, query=urlencode(query, doseq=True)).geturl()
+    finally:
+        proxy.cut()

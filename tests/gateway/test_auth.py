@@ -13,14 +13,9 @@ from mcp import MCPError
 from servers import services
 from servers.models import AccessToken
 from tests.conftest import wait_for
-from tests.gateway.conftest import Hub
+from tests.gateway.conftest import INITIALIZE, Hub, tool_call
 
 pytestmark = pytest.mark.slow
-
-INITIALIZE = (
-    b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",'
-    b'"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}'
-)
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Basic abc", "Bearer"])
@@ -86,3 +81,21 @@ def test_per_server_endpoint_checks_the_token(hub: Hub, quick_only_token: str) -
 
     assert forbidden.status_code == 403
     assert unknown.status_code == 404
+
+
+def test_a_session_answers_only_the_token_that_opened_it(hub: Hub) -> None:
+    other = services.create_token("other")[1]
+    session_id = hub.open_session()
+    in_session = {"Authorization": f"Bearer {other}", "Mcp-Session-Id": session_id}
+
+    post = hub.in_session(session_id, tool_call("fixture__echo", {"text": "intruder"}), token=other)
+    stream = httpx2.get(hub.url + "/mcp", headers={**in_session, "Accept": "text/event-stream"}, timeout=30)
+    delete = httpx2.delete(hub.url + "/mcp", headers=in_session, timeout=30)
+    owner_call = hub.in_session(session_id, tool_call("fixture__echo", {"text": "still mine"}))
+    owner_delete = httpx2.delete(
+        hub.url + "/mcp", headers={**in_session, "Authorization": f"Bearer {hub.token}"}, timeout=30
+    )
+
+    assert [post.status_code, stream.status_code, delete.status_code] == [404, 404, 404]
+    assert owner_call.status_code == 200 and "still mine" in owner_call.text
+    assert owner_delete.status_code == 200
