@@ -148,6 +148,7 @@ class Gateway:
         self._snapshot_at = 0.0
         self._rediscovering: set[int] = set()
         self._rediscover_again: set[int] = set()
+        self._listen = ListenHandler(self._bus)
         self.server = HubServer(
             "mcphub",
             version="1.0",
@@ -159,7 +160,7 @@ class Gateway:
             on_read_resource=self.read_resource,
             on_list_prompts=self.list_prompts,
             on_get_prompt=self.get_prompt,
-            on_subscriptions_listen=ListenHandler(self._bus),
+            on_subscriptions_listen=self._listen,
         )
         self.server.middleware.append(self._remember_session)
         self._server_info = self.server.server_info_stamp  # serialized only, never changed: one copy will do
@@ -194,6 +195,17 @@ class Gateway:
                     await sync_to_async(instances.publish, thread_sensitive=False)(rows)
             self.upstreams = None
         await sync_to_async(instances.withdraw, thread_sensitive=False)()
+
+    def end_streams(self) -> None:
+        """End every open long-lived stream (at shutdown): handshake-era GET streams and listen streams.
+
+        Each ends as a complete response (the SSE stream closes; a listen stream sends its
+        final result), so clients see a clean end, not a reset.
+        """
+        self._listen.close()
+        # The SDK keeps its handshake-era transports in a private map and offers no public list.
+        for transport in list(self.session_manager._server_instances.values()):
+            transport.close_standalone_sse_stream()
 
     async def refresh(self, force: bool = False) -> None:
         """Reload the snapshot when the registry version moved; tell clients when the tool set changed."""

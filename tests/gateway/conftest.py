@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -66,3 +67,35 @@ def hub(transactional_db: None) -> Iterator[Hub]:
     _token, secret = services.create_token("tests")
     with run_web(hub_env(MCPHUB_MAX_REQUEST_BYTES="1000000")) as server:
         yield Hub(server.url, secret, server)
+
+
+def stateless_call(url: str, token: str, request_id: int, http: httpx2.Client | None = None) -> dict:
+    """One 2026-07-28 `fixture__add` tools/call, a raw POST (a new connection unless `http` is given); its result."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {
+            "name": "fixture__add",
+            "arguments": {"a": request_id, "b": 1},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    }
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "fixture__add",
+    }
+    post = http.post if http is not None else httpx2.post
+    response = post(url, content=json.dumps(body), headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    text = response.text
+    if not text.startswith("{"):
+        text = next(line[5:] for line in text.splitlines() if line.startswith("data:"))
+    return json.loads(text)["result"]

@@ -1,0 +1,155 @@
+"""The web process as the Procfile runs it (uvicorn, lifespan on), started and stopped with real signals.
+
+Start: spooled request-log records are written at once, without waiting for a call.
+Stop (SIGTERM): every answered call is in the table, also right after a burst, and the
+process ends promptly even while clients hold a stream or a keep-alive connection open.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx2
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from logs.writer import LogRecord
+from servers import services
+from tests.conftest import LiveServer, hub_env, run_uvicorn, wait_for
+from tests.gateway.conftest import register_fixture, stateless_call
+from tests.gateway.test_auth import INITIALIZE
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+BURST = 100
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A hub with a var folder (so a request-log spool) of its own; the same key decrypts the servers' secrets."""
+    return hub_env(MCPHUB_VAR_DIR=str(tmp_path / "var"), SECRET_KEY=settings.SECRET_KEY, **extra)
+
+
+# Its writer waits an hour before writing a batch: the records of a burst are all still queued at SIGTERM.
+SHUTDOWN_ONLY = "tests.gateway.shutdown_only_settings"
+
+
+def _rows() -> tuple[int, int]:
+    """Request-log rows and distinct request ids among them."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*), count(DISTINCT request_id) FROM logs_requestlog")
+        total, distinct = cursor.fetchone()
+        return int(total), int(distinct)
+
+
+def _burst(hub: LiveServer, token: str) -> int:
+    """BURST calls from 8 clients at once; the number answered."""
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: stateless_call(hub.url + "/mcp", token, i), range(BURST)))
+    return sum(1 for result in results if result["content"][0]["text"])
+
+
+def _sigterm_and_time(hub: LiveServer) -> float:
+    """SIGTERM 0.1 s after the last answer; seconds until the process is gone."""
+    time.sleep(0.1)
+    started = time.monotonic()
+    hub.process.send_signal(signal.SIGTERM)
+    try:
+        hub.process.wait(timeout=60)
+    except Exception:
+        raise AssertionError("the web process did not stop within 60 s of SIGTERM") from None
+    return time.monotonic() - started
+
+
+class HeldStream(threading.Thread):
+    """A handshake-era client: initialize, then hold the session's GET stream open until the hub ends it."""
+
+    def __init__(self, url: str, token: str) -> None:
+        super().__init__(daemon=True)
+        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+        response = httpx2.post(
+            url + "/mcp", content=INITIALIZE, headers={**self.headers, "Content-Type": "application/json"}, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        self.headers["Mcp-Session-Id"] = response.headers["mcp-session-id"]
+        self.headers["MCP-Protocol-Version"] = "2025-11-25"
+        initialized = httpx2.post(
+            url + "/mcp",
+            content=b'{"jsonrpc":"2.0","method":"notifications/initialized"}',
+            headers={**self.headers, "Content-Type": "application/json"},
+            timeout=30,
+        )
+        assert initialized.status_code == 202, initialized.text
+        self.url = url
+        self.open = threading.Event()
+        self.ended: str = ""  # "clean" or the error that ended the stream
+
+    def run(self) -> None:
+        try:
+            with httpx2.stream("GET", self.url + "/mcp", headers=self.headers, timeout=None) as response:
+                assert response.status_code == 200
+                self.open.set()
+                for _ in response.iter_bytes():
+                    pass
+            self.ended = "clean"
+        except Exception as error:
+            self.ended = repr(error)
+            self.open.set()
+
+
+@pytest.fixture
+def fixture_and_token() -> str:
+    register_fixture("fixture")
+    return services.create_token("lifespan")[1]
+
+
+def test_spooled_records_are_written_at_start_without_a_call(tmp_path: Path) -> None:
+    spool = tmp_path / "var" / "logs-spool"
+    spool.mkdir(parents=True)
+    records = [LogRecord(outcome="ok", server_slug="spooled", tool=f"t{i}") for i in range(25)]
+    # As a process that stopped while PostgreSQL was down leaves them (pid 1: never this test's).
+    (spool / "1-1-left.jsonl").write_text("".join(json.dumps(r.to_json()) + "\n" for r in records))
+
+    with run_uvicorn(_env(tmp_path)):
+        wait_for(lambda: _rows() == (25, 25), timeout=30, what="the spool to be replayed with no call made")
+
+    assert not any(spool.glob("*.jsonl*"))
+
+
+def test_sigterm_right_after_a_burst_writes_every_answered_call(fixture_and_token: str, tmp_path: Path) -> None:
+    with run_uvicorn(_env(tmp_path, DJANGO_SETTINGS_MODULE=SHUTDOWN_ONLY)) as hub:
+        answered = _burst(hub, fixture_and_token)
+        seconds = _sigterm_and_time(hub)
+    print(f"burst of {BURST}: {answered} answered; stopped {seconds:.2f} s after SIGTERM; rows {_rows()[0]}")
+
+    with run_uvicorn(_env(tmp_path)):  # a restart (it would replay anything spooled)
+        wait_for(lambda: _rows()[0] >= answered, timeout=30, what="a row per answered call")
+        assert _rows() == (answered, answered) == (BURST, BURST)
+
+
+def test_sigterm_with_clients_connected_stops_promptly_and_writes_every_call(
+    fixture_and_token: str, tmp_path: Path
+) -> None:
+    with run_uvicorn(_env(tmp_path, DJANGO_SETTINGS_MODULE=SHUTDOWN_ONLY)) as hub:
+        stream = HeldStream(hub.url, fixture_and_token)
+        stream.start()
+        assert stream.open.wait(30) and not stream.ended, stream.ended
+        keep_alive = httpx2.Client()  # one call, then its connection stays open (idle keep-alive)
+        stateless_call(hub.url + "/mcp", fixture_and_token, 0, http=keep_alive)
+        try:
+            answered = 1 + _burst(hub, fixture_and_token)
+            seconds = _sigterm_and_time(hub)
+        finally:
+            keep_alive.close()
+        stream.join(30)
+    print(f"with a GET stream and a keep-alive connection open: stopped {seconds:.2f} s after SIGTERM")
+
+    assert seconds < 15
+    assert stream.ended == "clean"  # the hub ended the stream, not a cut connection
+    wait_for(lambda: _rows()[0] >= answered, timeout=30, what="a row per answered call")
+    assert _rows() == (answered, answered)
