@@ -259,12 +259,22 @@ def stop_redis() -> None:
         logger.info("embedded Redis stopped")
 
 
+def started_here() -> frozenset[str]:
+    """The servers this process started ("postgres", "redis")."""
+    return frozenset(_started_here)
+
+
+def stop_named(names: set[str] | frozenset[str]) -> None:
+    """Stop the named servers, whoever started them (the launcher's watchdog, for a launcher that died)."""
+    if "redis" in names:
+        stop_redis()
+    if "postgres" in names:
+        stop_postgres()
+
+
 def stop(started_here_only: bool = False) -> None:
     """Stop the embedded servers (only those this process started, if asked)."""
-    if not started_here_only or "redis" in _started_here:
-        stop_redis()
-    if not started_here_only or "postgres" in _started_here:
-        stop_postgres()
+    stop_named(_started_here if started_here_only else {"redis", "postgres"})
 
 
 def status() -> dict[str, bool]:
