@@ -14,17 +14,21 @@ lets requests in flight finish (at most the Procfile's
 ``--timeout-graceful-shutdown``), then runs the lifespan shutdown. Streams that
 never finish on their own (a handshake-era GET stream, a ``subscriptions/listen``)
 would hold that wait, so the signal also ends them at once and new ones are
-refused (503). The lifespan shutdown stops the gateway, then writes the queued
-request-log records (logs.writer.close_writer).
+refused (503). A call still running ``STOP_GRACE`` seconds after the signal is
+cancelled and answered 503 by the hub (uvicorn's own cancel, at its timeout,
+would answer 500). The lifespan shutdown stops the gateway, then writes the
+queued request-log records (logs.writer.close_writer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import threading
+from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any
 
@@ -41,6 +45,11 @@ logger = logging.getLogger(__name__)
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Seconds a call in flight may still take after SIGTERM: below the Procfile's --timeout-graceful-shutdown
+# (3 s), and with the lifespan shutdown well within honcho's 5 s before it sends SIGKILL.
+STOP_GRACE = 2.0
 
 
 class GatewayRunner:
@@ -53,6 +62,8 @@ class GatewayRunner:
         self._stop: anyio.Event | None = None
         self._error: BaseException | None = None
         self.stopping = False  # the server is stopping: no new long-lived streams
+        self._cut = False  # STOP_GRACE passed: requests still running are cancelled
+        self._requests: set[asyncio.Task[Any]] = set()
 
     async def ensure_started(self) -> Gateway:
         if self._task is None or self._task.done():
@@ -81,6 +92,27 @@ class GatewayRunner:
         self.stopping = True
         if self.gateway is not None:
             self.gateway.end_streams()
+        asyncio.get_running_loop().call_later(STOP_GRACE, self._cut_requests)
+
+    def _cut_requests(self) -> None:
+        self._cut = True
+        for task in self._requests:
+            task.cancel()
+
+    async def serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run one /mcp request; cut at STOP_GRACE after a stop signal with a 503 (or the end of its stream)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._requests.add(task)
+        try:
+            await handler(scope, receive, send)
+        except asyncio.CancelledError:
+            if not self._cut:
+                raise
+            task.uncancel()
+            await _end_cut_response(send)
+        finally:
+            self._requests.discard(task)
 
     async def stop(self) -> None:
         if self._task is not None and self._stop is not None:
@@ -106,6 +138,15 @@ async def _json_response(send: Send, status: int, body: dict[str, Any], headers:
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+async def _end_cut_response(send: Send) -> None:
+    """A 503 for a request cut at shutdown, or, if its response had started (a stream), the stream's end."""
+    try:
+        await _json_response(send, 503, {"error": "the hub is shutting down; retry"}, [(b"retry-after", b"1")])
+    except RuntimeError:  # the server refuses a second response start: end the body instead
+        with contextlib.suppress(RuntimeError, OSError):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
