@@ -68,39 +68,49 @@ def _sigterm_and_time(hub: LiveServer) -> float:
 
 
 class HeldStream(threading.Thread):
-    """A handshake-era client: initialize, then hold the session's GET stream open until the hub ends it."""
+    """A client holding a long-lived response stream open until the hub ends it; what it read, how it ended."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, method: str, url: str, headers: dict[str, str], body: bytes | None = None) -> None:
         super().__init__(daemon=True)
-        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
-        response = httpx2.post(
-            url + "/mcp", content=INITIALIZE, headers={**self.headers, "Content-Type": "application/json"}, timeout=30
-        )
-        assert response.status_code == 200, response.text
-        self.headers["Mcp-Session-Id"] = response.headers["mcp-session-id"]
-        self.headers["MCP-Protocol-Version"] = "2025-11-25"
-        initialized = httpx2.post(
-            url + "/mcp",
-            content=b'{"jsonrpc":"2.0","method":"notifications/initialized"}',
-            headers={**self.headers, "Content-Type": "application/json"},
-            timeout=30,
-        )
-        assert initialized.status_code == 202, initialized.text
-        self.url = url
+        self.request = (method, url, headers, body)
         self.open = threading.Event()
-        self.ended: str = ""  # "clean" or the error that ended the stream
+        self.text = ""
+        self.ended = ""  # "clean" or the error that ended the stream
 
     def run(self) -> None:
+        method, url, headers, body = self.request
         try:
-            with httpx2.stream("GET", self.url + "/mcp", headers=self.headers, timeout=None) as response:
+            with httpx2.stream(method, url, headers=headers, content=body, timeout=None) as response:
                 assert response.status_code == 200
                 self.open.set()
-                for _ in response.iter_bytes():
-                    pass
+                for chunk in response.iter_text():
+                    self.text += chunk
             self.ended = "clean"
         except Exception as error:
             self.ended = repr(error)
-            self.open.set()
+        self.open.set()
+
+    @classmethod
+    def handshake_get(cls, url: str, token: str) -> HeldStream:
+        """A handshake-era session's GET stream (after initialize)."""
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+        post_headers = {**headers, "Content-Type": "application/json"}
+        response = httpx2.post(url + "/mcp", content=INITIALIZE, headers=post_headers, timeout=30)
+        assert response.status_code == 200, response.text
+        headers |= {"Mcp-Session-Id": response.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
+        initialized = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
+        response = httpx2.post(url + "/mcp", content=initialized, headers={**post_headers, **headers}, timeout=30)
+        assert response.status_code == 202, response.text
+        return cls("GET", url + "/mcp", headers)
+
+    @classmethod
+    def listen(cls, url: str, token: str) -> HeldStream:
+        """A 2026-07-28 `subscriptions/listen` stream."""
+        headers = modern_headers(token, "") | {"Mcp-Method": "subscriptions/listen"}
+        del headers["Mcp-Name"]
+        params = {"notifications": {"toolsListChanged": True}, "_meta": MODERN_META}
+        body = {"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen", "params": params}
+        return cls("POST", url + "/mcp", headers, json.dumps(body).encode())
 
 
 @pytest.fixture
@@ -137,9 +147,10 @@ def test_sigterm_with_clients_connected_stops_promptly_and_writes_every_call(
     fixture_and_token: str, tmp_path: Path
 ) -> None:
     with run_uvicorn(_env(tmp_path, DJANGO_SETTINGS_MODULE=SHUTDOWN_ONLY)) as hub:
-        stream = HeldStream(hub.url, fixture_and_token)
-        stream.start()
-        assert stream.open.wait(30) and not stream.ended, stream.ended
+        streams = [HeldStream.handshake_get(hub.url, fixture_and_token), HeldStream.listen(hub.url, fixture_and_token)]
+        for stream in streams:
+            stream.start()
+            assert stream.open.wait(30) and not stream.ended, stream.ended
         keep_alive = httpx2.Client()  # one call, then its connection stays open (idle keep-alive)
         stateless_call(hub.url + "/mcp", fixture_and_token, 0, http=keep_alive)
         try:
@@ -147,11 +158,14 @@ def test_sigterm_with_clients_connected_stops_promptly_and_writes_every_call(
             seconds = _sigterm_and_time(hub)
         finally:
             keep_alive.close()
-        stream.join(30)
-    print(f"with a GET stream and a keep-alive connection open: stopped {seconds:.2f} s after SIGTERM")
+        for stream in streams:
+            stream.join(30)
+    print(f"with a GET stream, a listen stream and a keep-alive connection open: stopped {seconds:.2f} s after SIGTERM")
 
     assert seconds < KILL_WAIT  # before honcho (`make run`) would SIGKILL it
-    assert stream.ended == "clean"  # the hub ended the stream, not a cut connection
+    # The hub ended the streams, not a cut connection; the listen stream with its final result.
+    assert [stream.ended for stream in streams] == ["clean", "clean"]
+    assert '"id":"listen-1","result"' in streams[1].text.replace(" ", ""), streams[1].text
     wait_for(lambda: _rows()[0] >= answered, timeout=30, what="a row per answered call")
     assert _rows() == (answered, answered)
 
