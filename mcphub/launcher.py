@@ -62,6 +62,7 @@ def _prepare_database() -> None:
 def _start_watchdog() -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "mcphub.launcher", "--watchdog"],
+        cwd=BASE_DIR,
         stdin=subprocess.PIPE,
         text=True,
         start_new_session=True,  # Ctrl-C to the terminal's group, or a kill of that group, does not reach it
