@@ -28,9 +28,13 @@ NOTHING``. A record's ``created_at`` is fixed when the record is made, so a retr
 always carries the same key. (Two records with one ``request_id`` but different
 ``created_at`` would both be kept: the key is the pair, not the id alone.)
 
-Shutdown: :meth:`LogWriter.close` (also registered with ``atexit``) writes what is
-queued, or spools it if PostgreSQL is down, then stops the thread. Web servers
-and Celery handle SIGTERM/SIGINT by exiting normally, which runs ``atexit``.
+Start and shutdown: the web process starts its writer in the ASGI lifespan
+startup, so spool files left by an earlier process are replayed at once, not at
+the first call. :meth:`LogWriter.close` writes what is queued, or spools it if
+PostgreSQL is down, then stops the thread; the lifespan shutdown runs it
+(:func:`close_writer`), after the server stopped taking requests and the gateway
+stopped: uvicorn ends a signalled stop by re-raising the signal, so ``atexit``
+(where ``close`` is registered too, for other processes) never runs there.
 
 What a hard crash (SIGKILL, OOM kill, power loss) can lose: only records that are
 in this process's memory, never anything committed or spooled. That is the
@@ -627,6 +631,23 @@ def get_writer() -> LogWriter:
                 _writer = LogWriter()
                 atexit.register(_writer.close)
     return _writer
+
+
+def close_writer(timeout: float | None = 30.0) -> bool:
+    """Write (or spool) what this process queued and stop its writer: a server's shutdown hook.
+
+    uvicorn ends a signalled stop by re-raising the signal, which kills the process
+    without running ``atexit``; its lifespan shutdown calls this instead. True if
+    everything reached PostgreSQL (or nothing was started); a later ``submit`` starts
+    a new writer.
+    """
+    global _writer
+    with _writer_lock:
+        writer, _writer = _writer, None
+    if writer is None:
+        return True
+    atexit.unregister(writer.close)
+    return writer.close(timeout)
 
 
 def submit(record: LogRecord) -> bool:

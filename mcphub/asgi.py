@@ -17,14 +17,14 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import path  # noqa: E402
 
 from monitoring.consumers import StatusConsumer  # noqa: E402
-from servers.gateway.app import lifespan, mcp_app  # noqa: E402
+from servers.gateway.app import lifespan, mcp_app, runner  # noqa: E402
 
 
 async def http_router(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """/mcp and /mcp/<slug>/ bypass Django (no middleware on the call path); the rest is Django."""
     path = scope["path"]
     if path == "/mcp" or path.startswith("/mcp/"):
-        await mcp_app(scope, receive, send)
+        await runner.serve(mcp_app, scope, receive, send)
     else:
         await django_asgi_app(scope, receive, send)
 

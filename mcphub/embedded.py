@@ -7,6 +7,12 @@ the first process to need one starts it under a file lock, the others find it
 running. Whoever calls :func:`stop` (the launcher on exit, the test session on
 finish) stops them; data stays on disk for the next start.
 
+A restarted server keeps its address, so hub processes that outlived it
+reconnect: Redis takes the port remembered in ``var/redis/port`` again (a new
+one only if something else took it meanwhile); PostgreSQL listens on a Unix
+socket only, in a folder fixed by its data folder (``var/pg``, or a short
+runtime path named after it when that is too long for a socket path).
+
 Run ``python -m mcphub.embedded start|stop|status`` to manage them by hand.
 """
 
@@ -80,6 +86,21 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _reusable_port(remembered: int | None) -> int:
+    """The port of the last run if it is free again (running hubs reconnect to it), else a new free one."""
+    if remembered is not None:
+        with socket.socket() as sock:
+            # As Redis itself binds: a port held only by closed connections (TIME_WAIT) is free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", remembered))
+            except OSError:
+                logger.warning("embedded Redis: port %s is taken; moving to a new port", remembered)
+            else:
+                return remembered
+    return _free_port()
 
 
 # --- PostgreSQL ---------------------------------------------------------------
@@ -189,7 +210,7 @@ def redis_url() -> str:
     with _lock("redis"):
         port = _redis_port()
         if _redis_pid() is None or port is None or not _redis_answers(port):
-            port = _free_port()
+            port = _reusable_port(port)
             directory = _redis_dir()
             # AOF persistence: the broker queue and stream spool survive a restart.
             subprocess.run(
@@ -238,12 +259,22 @@ def stop_redis() -> None:
         logger.info("embedded Redis stopped")
 
 
+def started_here() -> frozenset[str]:
+    """The servers this process started ("postgres", "redis")."""
+    return frozenset(_started_here)
+
+
+def stop_named(names: set[str] | frozenset[str]) -> None:
+    """Stop the named servers, whoever started them (the launcher's watchdog, for a launcher that died)."""
+    if "redis" in names:
+        stop_redis()
+    if "postgres" in names:
+        stop_postgres()
+
+
 def stop(started_here_only: bool = False) -> None:
     """Stop the embedded servers (only those this process started, if asked)."""
-    if not started_here_only or "redis" in _started_here:
-        stop_redis()
-    if not started_here_only or "postgres" in _started_here:
-        stop_postgres()
+    stop_named(_started_here if started_here_only else {"redis", "postgres"})
 
 
 def status() -> dict[str, bool]:

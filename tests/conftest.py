@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -151,6 +152,56 @@ def run_web(env: dict[str, str], procfile: bool = False) -> Iterator[LiveServer]
             process.kill()
             process.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def run_uvicorn(env: dict[str, str], port: int | None = None) -> Iterator[LiveServer]:
+    """Run the Procfile's web command (uvicorn, lifespan on) until the block ends; the test may stop it first.
+
+    Output goes to a file, whose tail is printed when the block fails.
+    """
+    port = port or free_port()
+    log = tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen(uvicorn_command(port), cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: http_get(url + "/healthz", timeout=5).status, timeout=90, what="uvicorn to answer")
+        yield LiveServer(url, process, Path(log.name))
+    except BaseException:
+        print(f"--- uvicorn output ({log.name}), last lines ---")
+        print("\n".join(Path(log.name).read_text(errors="replace").splitlines()[-60:]))
+        raise
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+@pytest.fixture
+def embedded_var_dir() -> Iterator[Path]:
+    """A var folder for embedded servers of a test's own, outside pytest's tmp_path: other pytest runs on
+    the machine reset /tmp/pytest-of-<user> to 0700, which locks out the `pgserver` user PostgreSQL runs
+    as (when tests run as root) and makes `pg_ctl stop` fail."""
+    path = Path(tempfile.mkdtemp(prefix="mcphub-var-"))
+    yield path / "var"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def embedded_env(var_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a hub on embedded servers of its own under `var_dir` (no DATABASE_URL/REDIS_URL)."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "MCPHUB_ADMIN_PASSWORD"}}
+    env.update(
+        MCPHUB_VAR_DIR=str(var_dir),
+        PYTHONUNBUFFERED="1",
+        PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
+        **extra,
+    )
+    return env
 
 
 # --- MCP servers to test against ----------------------------------------------------------

@@ -8,14 +8,29 @@ lazily on the first request, in a long-lived task of the server's event loop
 their task groups). Under a server that speaks lifespan (uvicorn) it is also
 started at startup and stopped cleanly at shutdown; elsewhere stdio children
 are killed at interpreter exit (servers.upstream.stdio).
+
+A graceful stop under uvicorn: on SIGTERM/SIGINT uvicorn stops accepting,
+lets requests in flight finish (at most the Procfile's
+``--timeout-graceful-shutdown``), then runs the lifespan shutdown. Streams that
+never finish on their own (a handshake-era GET stream, a ``subscriptions/listen``)
+would hold that wait, so the signal also ends them at once and new ones are
+refused (503). A call still running ``STOP_GRACE`` seconds after the signal is
+cancelled and answered 503 by the hub (uvicorn's own cancel, at its timeout,
+would answer 500). The lifespan shutdown stops the gateway, then writes the
+queued request-log records (logs.writer.close_writer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
+import signal
+import threading
+from collections.abc import Awaitable, Callable
+from types import FrameType
 from typing import Any
 
 import anyio
@@ -24,6 +39,7 @@ from django.conf import settings
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 
+from logs.writer import close_writer, get_writer
 from servers.gateway import stateless
 from servers.gateway.auth import AuthUnavailable, TokenInfo, authenticate_cached, bearer_secret
 from servers.gateway.server import CURRENT_SLUG, Gateway, RequestScope
@@ -33,6 +49,11 @@ logger = logging.getLogger(__name__)
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Seconds a call in flight may still take after SIGTERM: below the Procfile's --timeout-graceful-shutdown
+# (3 s), and with the lifespan shutdown well within honcho's 5 s before it sends SIGKILL.
+STOP_GRACE = 2.0
 
 # A body over the limit is still read (and dropped) up to this much, for this long, before the 413.
 DRAIN_LIMIT = 256 * 1024 * 1024
@@ -48,6 +69,9 @@ class GatewayRunner:
         self._ready: asyncio.Event | None = None
         self._stop: anyio.Event | None = None
         self._error: BaseException | None = None
+        self.stopping = False  # the server is stopping: no new long-lived streams
+        self._cut = False  # STOP_GRACE passed: requests still running are cancelled
+        self._requests: set[asyncio.Task[Any]] = set()
 
     async def ensure_started(self) -> Gateway:
         if self._task is None or self._task.done():
@@ -70,6 +94,33 @@ class GatewayRunner:
             logger.exception("MCP gateway stopped with an error")
         finally:
             ready.set()
+
+    def begin_stop(self) -> None:
+        """The server is stopping: end the open streams (they would hold its wait for open connections)."""
+        self.stopping = True
+        if self.gateway is not None:
+            self.gateway.end_streams()
+        asyncio.get_running_loop().call_later(STOP_GRACE, self._cut_requests)
+
+    def _cut_requests(self) -> None:
+        self._cut = True
+        for task in self._requests:
+            task.cancel()
+
+    async def serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run one /mcp request; cut at STOP_GRACE after a stop signal with a 503 (or the end of its stream)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._requests.add(task)
+        try:
+            await handler(scope, receive, send)
+        except asyncio.CancelledError:
+            if not self._cut:
+                raise
+            task.uncancel()
+            await _end_cut_response(send)
+        finally:
+            self._requests.discard(task)
 
     async def stop(self) -> None:
         if self._task is not None and self._stop is not None:
@@ -97,6 +148,15 @@ async def _json_response(send: Send, status: int, body: dict[str, Any], headers:
     await send({"type": "http.response.body", "body": payload})
 
 
+async def _end_cut_response(send: Send) -> None:
+    """A 503 for a request cut at shutdown, or, if its response had started (a stream), the stream's end."""
+    try:
+        await _json_response(send, 503, {"error": "the hub is shutting down; retry"}, [(b"retry-after", b"1")])
+    except RuntimeError:  # the server refuses a second response start: end the body instead
+        with contextlib.suppress(RuntimeError, OSError):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key == name:
@@ -104,19 +164,52 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _opens_stream(scope: Scope) -> bool:
+    """A request whose response stays open until the client or the hub ends it."""
+    return scope["method"] == "GET" or _header(scope, b"mcp-method") == "subscriptions/listen"
+
+
+def _end_streams_on_stop_signals() -> None:
+    """Chain to the server's SIGTERM/SIGINT handlers (uvicorn's graceful stop): after it, end the open streams.
+
+    uvicorn gives the application no notice before its lifespan shutdown, which comes
+    only after every connection closed (or the graceful-shutdown timeout passed).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if not callable(previous) or previous is signal.default_int_handler:
+            continue  # the server does not stop gracefully on this signal: nothing to chain to
+
+        def handler(sig: int, frame: FrameType | None, previous: Any = previous) -> None:
+            previous(sig, frame)
+            loop.call_soon_threadsafe(runner.begin_stop)
+
+        signal.signal(signum, handler)
+
+
 async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
-    """Start the gateway with the server and stop it (and every upstream child) on shutdown."""
+    """Start the log writer and the gateway with the server; on shutdown stop the gateway (and every
+    upstream child), then write the queued request-log records."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             try:
+                get_writer()  # now, not at the first call: it replays what an earlier process spooled
                 await runner.ensure_started()
             except Exception as exc:
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return
+            _end_streams_on_stop_signals()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            await runner.stop()
+            try:
+                await runner.stop()
+            finally:
+                if not await asyncio.to_thread(close_writer):
+                    logger.warning("request-log records not written at shutdown were spooled to disk")
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -127,6 +220,9 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
     slug = None if path == "/mcp" else path.removeprefix("/mcp/")
     if slug is not None and (not slug or "/" in slug):
         await _json_response(send, 404, {"error": "not found"}, [])
+        return
+    if runner.stopping and _opens_stream(scope):
+        await _json_response(send, 503, {"error": "the hub is shutting down"}, [(b"retry-after", b"1")])
         return
     secret = bearer_secret(_header(scope, b"authorization"))
     try:

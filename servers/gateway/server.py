@@ -151,6 +151,7 @@ class Gateway:
         self._rediscovering: set[int] = set()
         self._rediscover_again: set[int] = set()
         self._relisted_at: dict[int, float] = {}  # server id -> monotonic start of its last re-listing
+        self._listen = ListenHandler(self._bus)
         self.server = HubServer(
             "mcphub",
             version="1.0",
@@ -162,7 +163,7 @@ class Gateway:
             on_read_resource=self.read_resource,
             on_list_prompts=self.list_prompts,
             on_get_prompt=self.get_prompt,
-            on_subscriptions_listen=ListenHandler(self._bus),
+            on_subscriptions_listen=self._listen,
         )
         self.server.middleware.append(self._remember_session)
         self._server_info = self.server.server_info_stamp  # serialized only, never changed: one copy will do
@@ -200,6 +201,17 @@ class Gateway:
                         outages.redis.failed("publishing upstream instances", exc)
             self.upstreams = None
         await sync_to_async(instances.withdraw, thread_sensitive=False)()
+
+    def end_streams(self) -> None:
+        """End every open long-lived stream (at shutdown): handshake-era GET streams and listen streams.
+
+        Each ends as a complete response (the SSE stream closes; a listen stream sends its
+        final result), so clients see a clean end, not a reset.
+        """
+        self._listen.close()
+        # The SDK keeps its handshake-era transports in a private map and offers no public list.
+        for transport in list(self.session_manager._server_instances.values()):
+            transport.close_standalone_sse_stream()
 
     async def refresh(self, force: bool = False) -> None:
         """Reload the snapshot when the registry version moved; tell clients when the tool set changed.

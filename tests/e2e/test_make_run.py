@@ -2,34 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 import psutil
 import pytest
 from celery import Celery
 
-from tests.conftest import BASE_DIR, free_port, http_get, wait_for
+from tests.conftest import BASE_DIR, embedded_env, free_port, http_get, wait_for
 
 pytestmark = pytest.mark.slow
 
+Popen = subprocess.Popen[str]
 
-def _start_launcher(var_dir: Path, port: int, **extra_env: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "MCPHUB_ADMIN_PASSWORD"}}
-    env.update(MCPHUB_VAR_DIR=str(var_dir), PORT=str(port), PYTHONUNBUFFERED="1", **extra_env)
+
+def _start_launcher(var_dir: Path, port: int, output: IO[str] | int = subprocess.PIPE, **extra_env: str) -> Popen:
+    env = embedded_env(var_dir, PORT=str(port), **extra_env)
     # A session of its own, like a terminal: Ctrl-C reaches the whole group.
     return subprocess.Popen(
         [sys.executable, "-m", "mcphub.launcher"],
         cwd=BASE_DIR,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
@@ -49,7 +53,7 @@ def _admin_login(base_url: str, password: str) -> str:
     return opener.open(request, timeout=10).read().decode()
 
 
-def _stop(process: subprocess.Popen[str], how: str) -> str:
+def _stop(process: Popen, how: str) -> str:
     if how == "sigint-group":
         os.killpg(process.pid, signal.SIGINT)
     else:
@@ -87,8 +91,8 @@ def _hub_pids(launcher_pid: int, var_dir: Path) -> list[int]:
     return pids
 
 
-def test_make_run_serves_admin_and_stops_everything(tmp_path: Path) -> None:
-    var_dir = tmp_path / "var"
+def test_make_run_serves_admin_and_stops_everything(embedded_var_dir: Path) -> None:
+    var_dir = embedded_var_dir
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
 
@@ -127,8 +131,8 @@ def test_make_run_serves_admin_and_stops_everything(tmp_path: Path) -> None:
     _assert_all_gone(pids)
 
 
-def test_admin_password_from_environment(tmp_path: Path) -> None:
-    var_dir = tmp_path / "var"
+def test_admin_password_from_environment(embedded_var_dir: Path) -> None:
+    var_dir = embedded_var_dir
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
 
@@ -139,3 +143,41 @@ def test_admin_password_from_environment(tmp_path: Path) -> None:
         assert not (var_dir / "admin_password").exists()
     finally:
         _stop(launcher, "sigterm")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_killed_launcher_leaves_nothing_running(embedded_var_dir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "launcher.log", "w") as output:
+        launcher = _start_launcher(embedded_var_dir, port, output)
+    pids: list[int] = []
+    try:
+        wait_for(lambda: http_get(base_url + "/healthz", timeout=5).status == 200, timeout=180, what="web")
+        wait_for(
+            lambda: {"worker", "beat"} <= {a for p in psutil.Process(launcher.pid).children(True) for a in p.cmdline()},
+            timeout=60,
+            what="celery worker and beat",
+        )
+        pids = _hub_pids(launcher.pid, embedded_var_dir)
+
+        launcher.kill()  # SIGKILL: the launcher runs no cleanup of its own
+        launcher.wait()
+
+        _assert_all_gone(pids)
+        assert _port_free(port)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        for survivor in _survivors(pids):  # leave nothing behind on a shared machine, even when failing
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(int(survivor.split()[0])).kill()

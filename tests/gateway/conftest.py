@@ -200,3 +200,38 @@ def tcp_proxy(url: str) -> Iterator[tuple[TcpProxy, str]]:
         yield proxy, parts._replace(netloc=netloc, query=urlencode(query, doseq=True)).geturl()
     finally:
         proxy.cut()
+
+
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+def modern_headers(token: str, tool: str) -> dict[str, str]:
+    """The headers of a 2026-07-28 tools/call POST."""
+    return {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": tool,
+    }
+
+
+def stateless_call(url: str, token: str, request_id: int, http: httpx2.Client | None = None) -> dict:
+    """One 2026-07-28 `fixture__add` tools/call, a raw POST (a new connection unless `http` is given); its result."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": "fixture__add", "arguments": {"a": request_id, "b": 1}, "_meta": MODERN_META},
+    }
+    post = http.post if http is not None else httpx2.post
+    response = post(url, content=json.dumps(body), headers=modern_headers(token, "fixture__add"), timeout=60)
+    assert response.status_code == 200, response.text
+    text = response.text
+    if not text.startswith("{"):
+        text = next(line[5:] for line in text.splitlines() if line.startswith("data:"))
+    return json.loads(text)["result"]
