@@ -260,6 +260,7 @@ class LogWriter:
         self._conn: psycopg.Connection[Any] | None = None
         self._backoff = 0.0
         self._retry_at = 0.0  # monotonic time before which PostgreSQL is presumed down
+        self._down_since: float | None = None  # monotonic start of the current outage, for its two log lines
         self._spool_pending = True  # check the spool at start: a dead process may have left files
         self._closed = False
         self._last_drop_log = -1e9
@@ -406,10 +407,7 @@ class LogWriter:
                 batch.maybe_written = True
                 self._disconnect()
                 if not retry_allowed:
-                    self._mark_down()
-                    logger.warning(
-                        "request-log: PostgreSQL unavailable (%s); spooling %d records", error, len(batch.records)
-                    )
+                    self._mark_down(error)
                     self._spool(batch.records)
                     return False
             else:
@@ -482,11 +480,21 @@ class LogWriter:
                 self._conn.close()
             self._conn = None
 
-    def _mark_down(self) -> None:
+    def _mark_down(self, error: Exception) -> None:
+        # One warning per outage, not one per batch: the spool keeps the records meanwhile.
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            logger.warning("request-log: PostgreSQL unavailable (%s); spooling records until it is back", error)
         self._backoff = min(self.max_backoff, max(0.5, self._backoff * 2))
         self._retry_at = time.monotonic() + self._backoff
 
     def _mark_up(self) -> None:
+        if self._down_since is not None:
+            logger.warning(
+                "request-log: PostgreSQL reachable again after %.1f s; replaying the spool",
+                time.monotonic() - self._down_since,
+            )
+            self._down_since = None
         self._backoff = 0.0
         self._retry_at = 0.0
 
@@ -536,8 +544,7 @@ class LogWriter:
         except (psycopg.Error, OSError) as error:
             self.stats.failures += 1
             self._disconnect()
-            self._mark_down()
-            logger.warning("request-log: spool replay failed (%s); will retry", error)
+            self._mark_down(error)
             return False
         else:
             self.stats.written += len(batch.records)

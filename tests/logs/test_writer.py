@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -120,8 +121,9 @@ def test_bad_values_are_made_to_fit(make_writer: MakeWriter) -> None:
 
 
 def test_outage_then_recovery_writes_every_record_once(
-    make_writer: MakeWriter, admin_conn: psycopg.Connection[Any], tmp_path: Path
+    make_writer: MakeWriter, admin_conn: psycopg.Connection[Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="logs.writer")
     spool = tmp_path / "spool"
     writer = make_writer(batch_size=100, flush_interval=0.2, spool_dir=spool)
     for record in records(150, "before"):
@@ -149,6 +151,10 @@ def test_outage_then_recovery_writes_every_record_once(
     # (the "after" records may have been spooled too, while the writer waited before reconnecting)
     assert writer.stats.replayed == writer.stats.spooled >= 600
     assert [p.name for p in spool.iterdir() if ".jsonl" in p.name] == []
+    # One line when PostgreSQL goes away and one when it is back, however many batches were spooled.
+    messages = [r.getMessage() for r in caplog.records if r.name == "logs.writer"]
+    assert sum("unavailable" in m for m in messages) == 1, messages
+    assert sum("reachable again" in m for m in messages) == 1, messages
 
 
 def test_spool_left_by_a_dead_process_is_replayed_once(make_writer: MakeWriter, tmp_path: Path) -> None:
