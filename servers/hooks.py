@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from servers.upstream import stderr
 from servers.upstream.session import SessionHooks
@@ -32,6 +32,8 @@ def _in_background(work: Callable[[], None]) -> None:
     def run() -> None:
         try:
             work()
+        except DatabaseError as error:  # an outage, not a bug: one line, no traceback
+            logger.warning("upstream hook not saved, database unavailable: %s", error)
         except Exception:
             logger.exception("upstream hook failed")
         finally:
