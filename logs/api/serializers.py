@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from logs.models import Outcome, RequestLog
-from logs.services import LogFilter, WindowError, resolve_window
+from logs.services import WindowError, resolve_window
 
 
 class RequestLogSerializer(serializers.ModelSerializer):
@@ -49,6 +49,3 @@ class RequestLogFilterSerializer(serializers.Serializer):
         except WindowError as error:
             raise serializers.ValidationError({"since": [str(error)]}) from error
         return attrs
-
-    def to_filter(self) -> LogFilter:
-        return LogFilter(**self.validated_data)

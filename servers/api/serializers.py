@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from servers.models import McpServer, Tool
+from servers.models import McpServer, Tool, slug_validator
 from servers.secrets import MASK, mask_values, unmask_values
 
 READ_ONLY_SERVER_FIELDS = (
@@ -126,3 +126,11 @@ class ToolEnabledSerializer(serializers.Serializer):
     """The body of ``PATCH /api/tools/<id>/``."""
 
     enabled = serializers.BooleanField(help_text="Disabled tools are hidden from /mcp.")
+
+
+class ToolQuerySerializer(serializers.Serializer):
+    """The query parameters of ``GET /api/tools/``."""
+
+    server = serializers.CharField(
+        required=False, max_length=30, validators=[slug_validator], help_text="Only this server's tools (slug)."
+    )

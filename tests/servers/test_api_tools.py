@@ -70,6 +70,17 @@ def test_bad_parameters(staff: Client, tools: dict) -> None:
     assert hidden.status_code == 400 and hidden.json() == {"server": ["Unknown server 'alpha'."]}
     extra = staff.get(URL, {"serve": "alpha"})
     assert extra.status_code == 400 and "serve" in extra.json()["detail"]
+    one = staff.get(f"{URL}{tools['alpha.echo'].pk}/", {"server": "alpha"})
+    assert one.status_code == 400 and "server" in one.json()["detail"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("slug", ["\x00", "alpha\x00"])
+def test_a_nul_byte_in_the_server_parameter_is_a_400_naming_it(staff: Client, tools: dict, slug: str) -> None:
+    response = staff.get(URL, {"server": slug})
+
+    assert response.status_code == 400
+    assert "Null characters are not allowed." in response.json()["server"]
 
 
 def patch(client: Client, tool: Tool, body: object) -> object:
