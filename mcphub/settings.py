@@ -230,6 +230,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # DRF's parsers, refusing NUL characters, non-finite numbers and deep nesting with a 400.
+    "DEFAULT_PARSER_CLASSES": [
+        "mcphub.parsers.JSONParser",
+        "mcphub.parsers.FormParser",
+        "mcphub.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MCP Hub API",

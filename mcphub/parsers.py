@@ -1,0 +1,74 @@
+"""Request-body parsers of the REST API: DRF's, refusing what would otherwise end in a 500.
+
+A NUL character cannot be stored by PostgreSQL (text or jsonb), a non-finite number cannot be
+rendered back as JSON, and JSON nested thousands deep exhausts Python's recursion limit. Each is
+refused here, for every endpoint and every field, as a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rest_framework import parsers
+from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework.settings import api_settings
+
+# Far deeper than any body of this API (a server's env is 2 levels).
+MAX_DEPTH = 32
+
+
+def check_body(data: object) -> None:
+    """Refuse NUL characters (in keys or values), non-finite numbers and nesting deeper than ``MAX_DEPTH``."""
+    stack: list[tuple[object, str, int]] = [(data, "", 1)]  # (value, where, how many containers deep)
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH and isinstance(value, dict | list):
+            raise ParseError(f"Nested deeper than {MAX_DEPTH} levels (at {path}).")
+        if isinstance(value, str):
+            if "\x00" in value:
+                _refuse(path, "Null characters are not allowed")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                _refuse(path, "Numbers must be finite")
+        elif isinstance(value, dict):
+            # A form's QueryDict holds several values per key: check them all.
+            items = value.lists() if hasattr(value, "lists") else ((key, [item]) for key, item in value.items())
+            for key, values in items:
+                key_path = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and "\x00" in key:
+                    _refuse(key_path, "Null characters are not allowed")
+                stack.extend((item, key_path, depth + 1) for item in values)
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value))
+
+
+def _refuse(path: str, reason: str) -> None:
+    """A 400 keyed by the top-level field (as DRF's field errors are), saying where below it."""
+    field = path.split(".", 1)[0].split("[", 1)[0] or api_settings.NON_FIELD_ERRORS_KEY
+    where = f" (at {path})" if path and path != field else ""
+    raise ValidationError({field: [f"{reason}{where}."]})
+
+
+class JSONParser(parsers.JSONParser):
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError as error:  # json's own guard against deep nesting
+            raise ParseError(f"JSON parse error - nested deeper than {MAX_DEPTH} levels.") from error
+        check_body(data)
+        return data
+
+
+class FormParser(parsers.FormParser):
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+        data = super().parse(stream, media_type, parser_context)
+        check_body(data)
+        return data
+
+
+class MultiPartParser(parsers.MultiPartParser):
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+        result = super().parse(stream, media_type, parser_context)
+        check_body(result.data)
+        return result
