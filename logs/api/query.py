@@ -22,8 +22,8 @@ def query_params(
 ) -> dict[str, Any]:
     """The request's query parameters validated by ``serializer_class`` (none without one).
 
-    Unknown names answer 400 naming them; bad values answer 400 keyed by the parameter
-    (DRF's fields also refuse NUL characters). ``also``: names read elsewhere, e.g. pagination.
+    Unknown names answer 400 naming them; bad values, empty ones included, answer 400 keyed by the
+    parameter (DRF's fields also refuse NUL characters). ``also``: names read elsewhere, e.g. pagination.
     """
     known = set(serializer_class().fields) if serializer_class is not None else set()
     unknown = sorted(set(request.query_params) - known - set(also) - ALWAYS_ALLOWED)
@@ -31,7 +31,8 @@ def query_params(
         raise ValidationError({"detail": f"unknown query parameter(s): {', '.join(unknown)}"})
     if serializer_class is None:
         return {}
-    query = serializer_class(data=request.query_params)
+    # A plain dict, not the QueryDict: DRF reads an empty form value as "not sent", but ``?window=`` is a bad value.
+    query = serializer_class(data=request.query_params.dict())
     query.is_valid(raise_exception=True)
     return dict(query.validated_data)
 

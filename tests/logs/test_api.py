@@ -117,6 +117,7 @@ def test_cursor_pagination_walks_every_row_once(staff: Client) -> None:
         ({"since": "2026-01-01T00:00:00Z", "until": "2026-11-01T00:00:00Z"}, "since", "at most 31 days"),
         ({"outcom": "ok"}, "detail", "unknown query parameter(s): outcom"),
         ({"tool": "a\x00b"}, "tool", "Null characters are not allowed"),
+        ({"until": ""}, "until", "wrong format"),  # an empty value is a bad one, not the default
         ({"page_size": "abc"}, "page_size", "valid integer"),
         ({"page_size": "-1"}, "page_size", "greater than or equal to 1"),
         ({"page_size": "0"}, "page_size", "greater than or equal to 1"),
