@@ -242,12 +242,17 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Registry, status, metrics and request logs of the MCP Hub.",
     "VERSION": "1.0.0",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_INCLUDE_SCHEMA": False,  # the schema describes the API, not the schema endpoint itself
     # Swagger UI from the installed sidecar package, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # servers' Era and logs' ProtocolEra are the same choice set: one schema name for both.
     "ENUM_NAME_OVERRIDES": {"ProtocolEraEnum": "logs.models.ProtocolEra"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "servers.api.schema.document_error_responses",
+    ],
 }
 
 # --- The hub ---------------------------------------------------------------------------

@@ -36,7 +36,8 @@ class McpServerViewSet(viewsets.ModelViewSet):
 
     def initial(self, request: Request, *args: object, **kwargs: object) -> None:
         super().initial(request, *args, **kwargs)
-        query_params(request)  # none taken: any is refused
+        if self.action is not None:  # None: a method not allowed, answered 405 next
+            query_params(request)  # none taken: any is refused
 
     def get_queryset(self) -> QuerySet[McpServer]:
         return _visible(McpServer.objects.order_by("name", "pk"), self.request)
@@ -74,7 +75,8 @@ class ToolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def initial(self, request: Request, *args: object, **kwargs: object) -> None:
         super().initial(request, *args, **kwargs)
-        self.query = query_params(request, ToolQuerySerializer if self.action == "list" else None)
+        if self.action is not None:  # None: a method not allowed, answered 405 next
+            self.query = query_params(request, ToolQuerySerializer if self.action == "list" else None)
 
     def get_queryset(self) -> QuerySet[Tool]:
         tools = _visible(Tool.objects.select_related("server").order_by("server__slug", "name"), self.request, "server")
