@@ -72,10 +72,10 @@ class HttpResponse:
         return json.loads(self.body)
 
 
-def http_get(url: str, timeout: float = 10.0) -> HttpResponse:
+def http_get(url: str, timeout: float = 10.0, headers: dict[str, str] | None = None) -> HttpResponse:
     """GET without raising on 4xx/5xx: tests assert on the status."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as response:
             return HttpResponse(response.status, response.read(), dict(response.headers))
     except urllib.error.HTTPError as error:
         return HttpResponse(error.code, error.read(), dict(error.headers))
@@ -119,16 +119,25 @@ def uvicorn_command(port: int, *extra: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def run_web(env: dict[str, str]) -> Iterator[LiveServer]:
-    """Run the ASGI app under daphne on a free loopback port until the block ends.
+def run_web(env: dict[str, str], procfile: bool = False) -> Iterator[LiveServer]:
+    """Run the ASGI app under daphne (or ``procfile``: the Procfile's uvicorn) on a free loopback port.
 
     Its output goes to a file (a pipe nobody reads would fill up and stall it); the
     file's tail is printed when the block fails.
     """
     port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="daphne-", suffix=".log", delete=False)  # noqa: SIM115
+    name = "uvicorn" if procfile else "daphne"
+    log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)  # noqa: SIM115
+    daphne = [
+        str(Path(sys.executable).parent / "daphne"),
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "mcphub.asgi:application",
+    ]
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "mcphub.asgi:application"],
+        uvicorn_command(port) if procfile else daphne,
         cwd=BASE_DIR,
         env=env,
         stdout=log,
@@ -136,10 +145,10 @@ def run_web(env: dict[str, str]) -> Iterator[LiveServer]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: http_get(url + "/healthz", timeout=5).status, timeout=60, what="daphne to answer")
+        wait_for(lambda: http_get(url + "/healthz", timeout=5).status, timeout=60, what=f"{name} to answer")
         yield LiveServer(url, process, Path(log.name))
     except BaseException:
-        print(f"--- daphne output ({log.name}), last lines ---")
+        print(f"--- {name} output ({log.name}), last lines ---")
         print("\n".join(Path(log.name).read_text(errors="replace").splitlines()[-60:]))
         raise
     finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from django.utils import timezone
 from logs.models import RequestLog
 from servers import services
 from servers.models import Tool
-from tests.conftest import BASE_DIR, free_port, http_get, hub_env, uvicorn_command, wait_for
+from tests.conftest import LiveServer, hub_env, run_web
 from tests.servers.api_helpers import make_server
 
 pytestmark = pytest.mark.slow
@@ -37,31 +36,22 @@ CSRF = "fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzz"  # a cookie value of Django's format, 
 
 
 @pytest.fixture
-def web(transactional_db: None) -> Iterator[tuple[str, Path]]:
+def web(transactional_db: None) -> Iterator[LiveServer]:
     """The Procfile's web command on a loopback port, with a server, its tools and a request-log row."""
     alpha = make_server("alpha", env={"API_KEY": "s3cret"}, headers={"X-Key": "v"}, status="up")  # health: 200
     Tool.objects.create(server=alpha, name="echo", input_schema={"type": "object"})
     RequestLog.objects.create(created_at=timezone.now(), server_slug="alpha", tool="echo", outcome="ok")
-    port = free_port()
-    log = Path(tempfile.mkstemp(prefix="uvicorn-", suffix=".log")[1])
-    with log.open("wb") as output:
-        process = subprocess.Popen(uvicorn_command(port), cwd=BASE_DIR, env=hub_env(), stdout=output, stderr=output)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: http_get(url + "/healthz", timeout=5).status == 200, timeout=90, what="uvicorn")
-        yield url, log
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
+    with run_web(hub_env(), procfile=True) as server:
+        yield server
 
 
-def fuzz(url: str, log: Path, tmp_path: Path, headers: list[str], *options: str) -> dict:
+def fuzz(web: LiveServer, tmp_path: Path, headers: list[str], *options: str) -> dict:
     """Run schemathesis on the live API; fail with its report and the web process's log unless all is clean."""
     report = tmp_path / "schemathesis.json"
     command = [
         str(SCHEMATHESIS),
         "run",
-        f"{url}/api/schema/",
+        f"{web.url}/api/schema/",
         *(part for header in headers for part in ("--header", header)),
         "--checks=all",
         "--exclude-checks=positive_data_acceptance",
@@ -83,7 +73,7 @@ def fuzz(url: str, log: Path, tmp_path: Path, headers: list[str], *options: str)
         f"{cases['unique_failures']} failures, {len(summary['errors'])} errors, {summary['running_time']:.0f} s"
     )
     # The web process's errors and tracebacks, without a "Bad Request" warning per refused request.
-    server_log = "\n".join(line for line in log.read_text(errors="replace").splitlines() if " WARNING " not in line)
+    server_log = "\n".join(line for line in web.log.read_text(errors="replace").splitlines() if " WARNING " not in line)
     assert result.returncode == 0, f"{result.stdout[-8000:]}\n--- web process log ---\n{server_log[-8000:]}"
     assert summary["failures"] == [] and summary["errors"] == []
     assert operations["tested"] == operations["selected"]
@@ -91,23 +81,23 @@ def fuzz(url: str, log: Path, tmp_path: Path, headers: list[str], *options: str)
 
 
 def test_a_staff_session_gets_no_server_error_from_any_operation(
-    web: tuple[str, Path], tmp_path: Path, django_user_model: type[User]
+    web: LiveServer, tmp_path: Path, django_user_model: type[User]
 ) -> None:
     client = Client()
     client.force_login(django_user_model.objects.create_user("fuzz", password="x", is_staff=True))
     session = client.cookies[settings.SESSION_COOKIE_NAME].value
     cookie = f"Cookie: {settings.SESSION_COOKIE_NAME}={session}; {settings.CSRF_COOKIE_NAME}={CSRF}"
 
-    summary = fuzz(*web, tmp_path, [cookie, f"X-CSRFToken: {CSRF}"])
+    summary = fuzz(web, tmp_path, [cookie, f"X-CSRFToken: {CSRF}"])
 
     assert summary["operations"]["tested"] == 13  # servers 6, tools 3, status, health, metrics, logs
     assert summary["test_cases"]["generated"] > 1000
 
 
-def test_a_token_gets_no_server_error_from_any_read(web: tuple[str, Path], tmp_path: Path) -> None:
+def test_a_token_gets_no_server_error_from_any_read(web: LiveServer, tmp_path: Path) -> None:
     _token, secret = services.create_token("fuzz")
 
-    summary = fuzz(*web, tmp_path, [f"Authorization: Bearer {secret}"], "--include-method=GET")
+    summary = fuzz(web, tmp_path, [f"Authorization: Bearer {secret}"], "--include-method=GET")
 
     assert summary["operations"]["tested"] == 8  # servers 2, tools 2, status, health, metrics, logs (a 403)
     assert summary["test_cases"]["generated"] > 200
