@@ -1,13 +1,15 @@
 """Request-body parsers of the REST API: DRF's, refusing what would otherwise end in a 500.
 
-A NUL character cannot be stored by PostgreSQL (text or jsonb), a non-finite number cannot be
-rendered back as JSON, and JSON nested thousands deep exhausts Python's recursion limit. Each is
-refused here, for every endpoint and every field, as a 400 naming the field.
+A NUL character cannot be stored by PostgreSQL (text or jsonb), a lone surrogate cannot be
+encoded for it, a non-finite number cannot be rendered back as JSON, and JSON nested thousands
+deep exhausts Python's recursion limit. Each is refused here, for every endpoint and every field
+(dictionary keys included, which DRF's fields do not check), as a 400 naming the field.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from rest_framework import parsers
@@ -16,18 +18,27 @@ from rest_framework.settings import api_settings
 
 # Far deeper than any body of this API (a server's env is 2 levels).
 MAX_DEPTH = 32
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable(text: str) -> str | None:
+    """Why PostgreSQL cannot take this text, or None."""
+    found = UNSTORABLE.search(text)
+    if found is None:
+        return None
+    return "Null characters are not allowed" if found.group() == "\x00" else "Surrogate characters are not allowed"
 
 
 def check_body(data: object) -> None:
-    """Refuse NUL characters (in keys or values), non-finite numbers and nesting deeper than ``MAX_DEPTH``."""
+    """Refuse NUL and surrogate characters (keys too), non-finite numbers, nesting deeper than ``MAX_DEPTH``."""
     stack: list[tuple[object, str, int]] = [(data, "", 1)]  # (value, where, how many containers deep)
     while stack:
         value, path, depth = stack.pop()
         if depth > MAX_DEPTH and isinstance(value, dict | list):
             raise ParseError(f"Nested deeper than {MAX_DEPTH} levels (at {path}).")
         if isinstance(value, str):
-            if "\x00" in value:
-                _refuse(path, "Null characters are not allowed")
+            if reason := _unstorable(value):
+                _refuse(path, reason)
         elif isinstance(value, float):
             if not math.isfinite(value):
                 _refuse(path, "Numbers must be finite")
@@ -36,8 +47,8 @@ def check_body(data: object) -> None:
             items = value.lists() if hasattr(value, "lists") else ((key, [item]) for key, item in value.items())
             for key, values in items:
                 key_path = f"{path}.{key}" if path else str(key)
-                if isinstance(key, str) and "\x00" in key:
-                    _refuse(key_path, "Null characters are not allowed")
+                if isinstance(key, str) and (reason := _unstorable(key)):
+                    _refuse(key_path, reason)
                 stack.extend((item, key_path, depth + 1) for item in values)
         elif isinstance(value, list):
             stack.extend((item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value))
@@ -45,6 +56,7 @@ def check_body(data: object) -> None:
 
 def _refuse(path: str, reason: str) -> None:
     """A 400 keyed by the top-level field (as DRF's field errors are), saying where below it."""
+    path = path.encode("utf-8", "backslashreplace").decode()  # a surrogate echoed back would not encode either
     field = path.split(".", 1)[0].split("[", 1)[0] or api_settings.NON_FIELD_ERRORS_KEY
     where = f" (at {path})" if path and path != field else ""
     raise ValidationError({field: [f"{reason}{where}."]})

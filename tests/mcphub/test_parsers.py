@@ -46,12 +46,14 @@ def test_deeply_nested_json_is_a_400_parse_error(staff: Client, depth: int) -> N
         ),
         (server(name="a\x00"), "name", "Null characters are not allowed."),
         ({"bogus\x00": 1}, "bogus\x00", "Null characters are not allowed."),
+        (server(env={"\ud800": "1"}), "env", "Surrogate characters are not allowed (at env.\\ud800)."),
+        ({"\udfff": 1}, "\\udfff", "Surrogate characters are not allowed."),
     ],
 )
-def test_a_nul_character_anywhere_in_json_is_a_400_naming_the_field(
+def test_characters_postgresql_cannot_store_are_a_400_naming_the_field(
     staff: Client, body: dict, field: str, reason: str
 ) -> None:
-    response = staff.post(URL, json.dumps(body), content_type="application/json")
+    response = staff.post(URL, json.dumps(body), content_type="application/json")  # ASCII: \u escapes
 
     assert response.status_code == 400
     assert response.json()[field] == [reason]
