@@ -1,4 +1,4 @@
-"""Request-body parsers of the REST API: DRF's, refusing what would otherwise end in a 500.
+"""The request-body parser of the REST API: DRF's JSON parser, refusing what would otherwise end in a 500.
 
 A NUL character cannot be stored by PostgreSQL (text or jsonb), a lone surrogate cannot be
 encoded for it, a non-finite number cannot be rendered back as JSON, and JSON nested thousands
@@ -43,13 +43,11 @@ def check_body(data: object) -> None:
             if not math.isfinite(value):
                 _refuse(path, "Numbers must be finite")
         elif isinstance(value, dict):
-            # A form's QueryDict holds several values per key: check them all.
-            items = value.lists() if hasattr(value, "lists") else ((key, [item]) for key, item in value.items())
-            for key, values in items:
-                key_path = f"{path}.{key}" if path else str(key)
-                if isinstance(key, str) and (reason := _unstorable(key)):
+            for key, item in value.items():
+                key_path = f"{path}.{key}" if path else key
+                if reason := _unstorable(key):
                     _refuse(key_path, reason)
-                stack.extend((item, key_path, depth + 1) for item in values)
+                stack.append((item, key_path, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value))
 
@@ -70,17 +68,3 @@ class JSONParser(parsers.JSONParser):
             raise ParseError(f"JSON parse error - nested deeper than {MAX_DEPTH} levels.") from error
         check_body(data)
         return data
-
-
-class FormParser(parsers.FormParser):
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
-        data = super().parse(stream, media_type, parser_context)
-        check_body(data)
-        return data
-
-
-class MultiPartParser(parsers.MultiPartParser):
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
-        result = super().parse(stream, media_type, parser_context)
-        check_body(result.data)
-        return result

@@ -231,12 +231,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # DRF's parsers, refusing NUL characters, non-finite numbers and deep nesting with a 400.
-    "DEFAULT_PARSER_CLASSES": [
-        "mcphub.parsers.JSONParser",
-        "mcphub.parsers.FormParser",
-        "mcphub.parsers.MultiPartParser",
-    ],
+    # JSON bodies only (a form's strings would not match the schema's types), refusing with a 400 what
+    # PostgreSQL or the renderer cannot take and deep nesting; other media types answer 415.
+    "DEFAULT_PARSER_CLASSES": ["mcphub.parsers.JSONParser"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MCP Hub API",

@@ -1,4 +1,4 @@
-"""Request bodies of the REST API: what PostgreSQL, the JSON renderer or the parser cannot take is a 400 naming it."""
+"""Request bodies of the REST API: JSON only; what PostgreSQL, the renderer or the parser cannot take is a 400."""
 
 from __future__ import annotations
 
@@ -61,11 +61,13 @@ def test_characters_postgresql_cannot_store_are_a_400_naming_the_field(
 
 
 @pytest.mark.django_db
-def test_a_nul_character_in_a_form_key_is_a_400_naming_the_field(staff: Client) -> None:
-    response = staff.post(URL, "name=x&slug=x&env.A%00=1", content_type="application/x-www-form-urlencoded")
+@pytest.mark.parametrize("media_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+def test_bodies_other_than_json_answer_415(staff: Client, media_type: str) -> None:
+    response = staff.post(URL, "name=x&slug=x&enabled=0", content_type=media_type)
 
-    assert response.status_code == 400
-    assert response.json() == {"env": ["Null characters are not allowed (at env.A\x00)."]}
+    assert response.status_code == 415
+    assert media_type.split(";")[0] in response.json()["detail"]
+    assert not McpServer.objects.exists()
 
 
 @pytest.mark.django_db
