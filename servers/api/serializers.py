@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import models
 from rest_framework import serializers
 
 from servers.models import McpServer, Tool, slug_validator
@@ -36,8 +37,20 @@ def _secret_map(help_text: str) -> serializers.DictField:
     )
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """JSON ``true`` or ``false`` only, as the schema says: DRF's also takes 0, 1, "yes", "off"..."""
+
+    def to_internal_value(self, data: object) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class McpServerSerializer(serializers.ModelSerializer):
     """A registered server. ``env`` and ``headers`` values read as the mask; sending the mask back keeps them."""
+
+    serializer_field_mapping = {**serializers.ModelSerializer.serializer_field_mapping}
+    serializer_field_mapping[models.BooleanField] = StrictBooleanField
 
     args = _string_list("Arguments of the stdio command.")
     tags = _string_list("Free-form labels.")
@@ -125,7 +138,7 @@ class ToolSerializer(serializers.ModelSerializer):
 class ToolEnabledSerializer(serializers.Serializer):
     """The body of ``PATCH /api/tools/<id>/``."""
 
-    enabled = serializers.BooleanField(help_text="Disabled tools are hidden from /mcp.")
+    enabled = StrictBooleanField(help_text="Disabled tools are hidden from /mcp.")
 
 
 class ToolQuerySerializer(serializers.Serializer):

@@ -138,6 +138,7 @@ def test_staff_creates_a_server_and_discovery_is_scheduled(
         ({"name": "x", "slug": "x", "command": sys.executable, "call_timeout": 0}, "call_timeout"),
         ({"name": "x", "slug": "x", "command": sys.executable, "transport": "smoke"}, "transport"),
         ({"slug": "x", "command": sys.executable}, "name"),
+        ({"name": "x", "slug": "x", "command": sys.executable, "enabled": 1}, "enabled"),
     ],
 )
 def test_validation_errors_name_the_field(staff: Client, servers: object, body: dict, field: str) -> None:
