@@ -27,7 +27,7 @@ class CutProxy:
 
     def __init__(self) -> None:
         db = settings.DATABASES["default"]
-        host = db.get("HOST") or "127.0.0.1"
+        host = db.get("OPTIONS", {}).get("host") or db.get("HOST") or "127.0.0.1"  # as tests.conftest finds it
         port = int(db.get("PORT") or 5432)
         # The embedded PostgreSQL listens on a Unix socket in its data directory.
         self.target: str | tuple[str, int] = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
