@@ -30,8 +30,8 @@ from tests.servers.api_helpers import make_server
 pytestmark = pytest.mark.slow
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
-# Per operation and phase; with the deterministic coverage phase, about 3 000 requests for staff, 600 for a token.
-MAX_EXAMPLES = 20
+# Per operation and phase: about 2 100 requests as staff and 800 as a token, 50 s in all (100: 4 100, 90 s).
+MAX_EXAMPLES = 50
 CSRF = "fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzz"  # a cookie value of Django's format, echoed in the header
 # Health's documented 503 (no server healthy) is its answer, not a server error: a fuzzed write may add servers.
 # Detail operations get the seeded objects, or they would only ever see 404s.
@@ -109,7 +109,7 @@ def test_a_staff_session_gets_no_server_error_from_any_operation(
     summary = fuzz(web, tmp_path, [cookie, f"X-CSRFToken: {CSRF}"])
 
     assert summary["operations"]["tested"] == 13  # servers 6, tools 3, status, health, metrics, logs
-    assert summary["test_cases"]["generated"] > 1000
+    assert summary["test_cases"]["generated"] > 1500
 
 
 def test_a_token_gets_no_server_error_from_any_read(web: LiveServer, tmp_path: Path) -> None:
@@ -118,4 +118,4 @@ def test_a_token_gets_no_server_error_from_any_read(web: LiveServer, tmp_path: P
     summary = fuzz(web, tmp_path, [f"Authorization: Bearer {secret}"], "--include-method=GET")
 
     assert summary["operations"]["tested"] == 8  # servers 2, tools 2, status, health, metrics, logs (a 403)
-    assert summary["test_cases"]["generated"] > 200
+    assert summary["test_cases"]["generated"] > 500
