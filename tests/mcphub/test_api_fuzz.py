@@ -84,6 +84,7 @@ def fuzz(web: LiveServer, tmp_path: Path, headers: list[str], *options: str) -> 
         *options,
     ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=280, check=False)
+    assert report.exists(), f"schemathesis wrote no report:\n{result.stdout[-8000:]}\n{result.stderr[-4000:]}"
     summary = json.loads(report.read_text())
     cases, operations = summary["test_cases"], summary["operations"]
     print(
