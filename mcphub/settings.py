@@ -84,6 +84,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "mcphub.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "mcphub.urls"
@@ -230,18 +231,26 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON bodies only (a form's strings would not match the schema's types), refusing with a 400 what
+    # PostgreSQL or the renderer cannot take and deep nesting; other media types answer 415.
+    "DEFAULT_PARSER_CLASSES": ["mcphub.parsers.JSONParser"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MCP Hub API",
     "DESCRIPTION": "Registry, status, metrics and request logs of the MCP Hub.",
     "VERSION": "1.0.0",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_INCLUDE_SCHEMA": False,  # the schema describes the API, not the schema endpoint itself
     # Swagger UI from the installed sidecar package, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # servers' Era and logs' ProtocolEra are the same choice set: one schema name for both.
     "ENUM_NAME_OVERRIDES": {"ProtocolEraEnum": "logs.models.ProtocolEra"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "servers.api.schema.document_error_responses",
+    ],
 }
 
 # --- The hub ---------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from mcphub import views
 from monitoring import prometheus
 from monitoring.api.metrics import MetricsView
 
+handler404 = views.not_found
+
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),

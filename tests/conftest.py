@@ -73,10 +73,10 @@ class HttpResponse:
         return json.loads(self.body)
 
 
-def http_get(url: str, timeout: float = 10.0) -> HttpResponse:
+def http_get(url: str, timeout: float = 10.0, headers: dict[str, str] | None = None) -> HttpResponse:
     """GET without raising on 4xx/5xx: tests assert on the status."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as response:
             return HttpResponse(response.status, response.read(), dict(response.headers))
     except urllib.error.HTTPError as error:
         return HttpResponse(error.code, error.read(), dict(error.headers))

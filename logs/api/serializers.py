@@ -6,11 +6,16 @@ from typing import Any
 
 from rest_framework import serializers
 
-from logs.models import Outcome, RequestLog
-from logs.services import LogFilter, WindowError, resolve_window
+from logs.models import Outcome, ProtocolEra, RequestLog
+from logs.services import WindowError, resolve_window
 
 
 class RequestLogSerializer(serializers.ModelSerializer):
+    # Declared for the schema: a read-only field generated from the model would not list the blank choice.
+    protocol_era = serializers.ChoiceField(
+        choices=ProtocolEra.choices, allow_blank=True, read_only=True, help_text="Empty when not known."
+    )
+
     class Meta:
         model = RequestLog
         fields = (
@@ -50,6 +55,3 @@ class RequestLogFilterSerializer(serializers.Serializer):
         except WindowError as error:
             raise serializers.ValidationError({"since": [str(error)]}) from error
         return attrs
-
-    def to_filter(self) -> LogFilter:
-        return LogFilter(**self.validated_data)

@@ -2,28 +2,69 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from django.db.models import QuerySet
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, permissions
-from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
+from rest_framework import generics, permissions, serializers
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from logs.api.query import query_params, query_value
 from logs.api.serializers import RequestLogFilterSerializer, RequestLogSerializer
 from logs.models import RequestLog
+from logs.services import LogFilter
 
-# Parameters the view reads besides the filters (pagination, DRF's format suffix).
-OTHER_PARAMETERS = {"cursor", "page_size", "format"}
+BASE64 = re.compile(r"[A-Za-z0-9+/=]*")
 
 
 class RequestLogPagination(CursorPagination):
-    """Cursor pagination (no COUNT, stable under inserts) on (created_at, id), newest first."""
+    """Cursor pagination (no COUNT, stable under inserts) on (created_at, id), newest first.
+
+    A bad ``page_size`` or ``cursor`` answers 400 naming it (DRF would fall back to the default
+    size, or answer 404 for a cursor).
+    """
 
     ordering = ("-created_at", "-id")
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def get_page_size(self, request: Request) -> int:
+        field = serializers.IntegerField(min_value=1, max_value=self.max_page_size)
+        size = query_value(request, self.page_size_query_param, field)
+        return self.page_size if size is None else size
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        invalid = ValidationError({self.cursor_query_param: [self.invalid_cursor_message]})
+        # DRF's base64 decoding skips characters outside the alphabet (a NUL, say) instead of refusing them.
+        if not BASE64.fullmatch(request.query_params.get(self.cursor_query_param, "")):
+            raise invalid
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound as error:
+            raise invalid from error
+        # The position is a created_at the filter compares with: a forged one must not reach the database.
+        if cursor is not None and cursor.position is not None:
+            try:
+                valid = parse_datetime(cursor.position) is not None and "\x00" not in cursor.position
+            except ValueError:
+                valid = False
+            if not valid:
+                raise invalid
+        return cursor
+
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters
 
 
 class RequestLogList(generics.ListAPIView):
@@ -38,10 +79,10 @@ class RequestLogList(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[RequestLog]:
-        params = self.request.query_params
-        unknown = sorted(set(params) - set(RequestLogFilterSerializer().fields) - OTHER_PARAMETERS)
-        if unknown:
-            raise ValidationError({"detail": f"unknown query parameter(s): {', '.join(unknown)}"})
-        filters = RequestLogFilterSerializer(data=params)
-        filters.is_valid(raise_exception=True)
-        return filters.to_filter().queryset()
+        pagination = RequestLogPagination
+        params = query_params(
+            self.request,
+            RequestLogFilterSerializer,
+            also={pagination.cursor_query_param, pagination.page_size_query_param},
+        )
+        return LogFilter(**params).queryset()

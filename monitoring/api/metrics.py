@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from logs.api.query import query_params
 from monitoring.metrics import WINDOWS, series
 from servers.api.authentication import StaffOrTokenReadOnly, visible_server_ids
 from servers.models import McpServer
@@ -57,12 +58,7 @@ class MetricsView(APIView):
 
     @extend_schema(parameters=[MetricsQuerySerializer], responses=SeriesSerializer)
     def get(self, request: Request) -> Response:
-        unknown = sorted(set(request.query_params) - set(MetricsQuerySerializer().fields) - {"format"})
-        if unknown:
-            raise ValidationError({"detail": f"unknown query parameter(s): {', '.join(unknown)}"})
-        query = MetricsQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
+        params = query_params(request, MetricsQuerySerializer)
         server_ids = visible_server_ids(request)
         if slug := params.get("server"):
             servers = McpServer.objects.filter(slug=slug)

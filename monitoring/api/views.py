@@ -6,24 +6,16 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.exceptions import ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from logs.api.query import query_params
 from monitoring.api.permissions import StaffOrToken, token_of
 from monitoring.api.serializers import HealthSerializer, StatusFilterSerializer, StatusSerializer
 from monitoring.services import health_summary, status_json, status_overview
-
-OTHER_PARAMETERS = {"format"}
-
-
-def reject_unknown(request: Request, known: set[str]) -> None:
-    unknown = sorted(set(request.query_params) - known - OTHER_PARAMETERS)
-    if unknown:
-        raise ValidationError({"detail": f"unknown query parameter(s): {', '.join(unknown)}"})
 
 
 def visible_overview(request: Request) -> dict[str, Any]:
@@ -66,11 +58,8 @@ class StatusView(APIView):
         if not request.query_params and visible_server_ids(request) is None:
             # Everything, for staff or an unrestricted token: the stored JSON as is, nothing to render.
             return HttpResponse(status_json(), content_type="application/json")
-        reject_unknown(request, set(StatusFilterSerializer().fields))
-        params = StatusFilterSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
+        wanted = query_params(request, StatusFilterSerializer)
         overview = visible_overview(request)
-        wanted = params.validated_data
         if wanted:
             rows = [row for row in overview["servers"] if all(row[key] == value for key, value in wanted.items())]
             overview = {**overview, "servers": rows}
@@ -88,7 +77,7 @@ class HealthView(APIView):
         responses={200: HealthSerializer, 503: OpenApiResponse(HealthSerializer, description="No server is healthy.")}
     )
     def get(self, request: Request) -> Response:
-        reject_unknown(request, set())
+        query_params(request)  # none taken: any is refused
         summary = health_summary(visible_overview(request))
         unhealthy = summary["total"] > 0 and summary["healthy"] == 0
         return Response(summary, status=503 if unhealthy else 200)

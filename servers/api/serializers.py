@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import models
 from rest_framework import serializers
 
-from servers.models import McpServer, Tool
+from servers.models import McpServer, Tool, slug_validator
 from servers.secrets import MASK, mask_values, unmask_values
 
 READ_ONLY_SERVER_FIELDS = (
@@ -45,8 +46,20 @@ def _secret_map(help_text: str) -> serializers.DictField:
     )
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """JSON ``true`` or ``false`` only, as the schema says: DRF's also takes 0, 1, "yes", "off"..."""
+
+    def to_internal_value(self, data: object) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class McpServerSerializer(serializers.ModelSerializer):
     """A registered server. ``env`` and ``headers`` values read as the mask; sending the mask back keeps them."""
+
+    serializer_field_mapping = {**serializers.ModelSerializer.serializer_field_mapping}
+    serializer_field_mapping[models.BooleanField] = StrictBooleanField
 
     args = _string_list("Arguments of the stdio command.")
     tags = _string_list("Free-form labels.")
@@ -134,4 +147,12 @@ class ToolSerializer(serializers.ModelSerializer):
 class ToolEnabledSerializer(serializers.Serializer):
     """The body of ``PATCH /api/tools/<id>/``."""
 
-    enabled = serializers.BooleanField(help_text="Disabled tools are hidden from /mcp.")
+    enabled = StrictBooleanField(help_text="Disabled tools are hidden from /mcp.")
+
+
+class ToolQuerySerializer(serializers.Serializer):
+    """The query parameters of ``GET /api/tools/``."""
+
+    server = serializers.CharField(
+        required=False, max_length=30, validators=[slug_validator], help_text="Only this server's tools (slug)."
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 
 import pytest
@@ -135,6 +136,16 @@ def test_cursor_pagination_walks_every_row_once(staff: Client) -> None:
         ({"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}, "since", "earlier than until"),
         ({"since": "2026-01-01T00:00:00Z", "until": "2026-11-01T00:00:00Z"}, "since", "at most 31 days"),
         ({"outcom": "ok"}, "detail", "unknown query parameter(s): outcom"),
+        ({"tool": "a\x00b"}, "tool", "Null characters are not allowed"),
+        ({"until": ""}, "until", "wrong format"),  # an empty value is a bad one, not the default
+        ({"page_size": "abc"}, "page_size", "valid integer"),
+        ({"page_size": "-1"}, "page_size", "greater than or equal to 1"),
+        ({"page_size": "0"}, "page_size", "greater than or equal to 1"),
+        ({"page_size": "10^20"}, "page_size", "valid integer"),
+        ({"page_size": str(10**20)}, "page_size", "less than or equal to 1000"),
+        ({"cursor": "abc"}, "cursor", "Invalid cursor"),
+        ({"cursor": "\x00"}, "cursor", "Invalid cursor"),
+        ({"cursor": base64.b64encode(b"p=garbage").decode()}, "cursor", "Invalid cursor"),  # a forged position
     ],
 )
 def test_bad_filters_give_400_with_the_reason(staff: Client, params: dict[str, str], field: str, reason: str) -> None:

@@ -121,6 +121,8 @@ def test_auth_matrix(client: Client, django_user_model: type[User], data: dict) 
         ({"window": "2h"}, "window"),
         ({"server": "nope"}, "server"),
         ({"since": "2026-01-01"}, "detail"),
+        ({"window": ""}, "window"),  # an empty value is a bad one, not the default
+        ({"tool": "a\x00"}, "tool"),
     ],
 )
 def test_bad_parameters(staff: Client, data: dict, params: dict, field: str) -> None:

@@ -111,6 +111,8 @@ def test_filters(staff: Client, servers: tuple[McpServer, McpServer]) -> None:
         ("status=fine", "status", '"fine" is not a valid choice.'),
         ("server=Not%20A%20Slug", "server", "Use lowercase letters, digits and hyphens only."),
         ("bogus=1", "detail", "unknown query parameter(s): bogus"),
+        ("status=", "status", '"" is not a valid choice.'),
+        ("server=%00", "server", "Use lowercase letters, digits and hyphens only."),
     ],
 )
 def test_bad_parameters_answer_400_with_the_reason(

@@ -59,6 +59,14 @@ def test_a_logged_in_non_staff_user_gets_403(django_user_model: type[User], serv
 
 
 @pytest.mark.django_db
+def test_unknown_query_parameters_are_a_400_naming_them(staff: Client, servers: object) -> None:
+    for url in (URL, f"{URL}alpha/"):
+        response = staff.get(url, {"serch": "x"})
+        assert response.status_code == 400
+        assert response.json() == {"detail": "unknown query parameter(s): serch"}
+
+
+@pytest.mark.django_db
 def test_staff_and_full_tokens_see_every_server(staff: Client, servers: object) -> None:
     assert slugs(staff.get(URL)) == ["alpha", "beta"]
     assert slugs(token_client().get(URL)) == ["alpha", "beta"]
@@ -131,6 +139,7 @@ def test_staff_creates_a_server_and_discovery_is_scheduled(
         ({"name": "x", "slug": "x", "command": sys.executable, "call_timeout": 0}, "call_timeout"),
         ({"name": "x", "slug": "x", "command": sys.executable, "transport": "smoke"}, "transport"),
         ({"slug": "x", "command": sys.executable}, "name"),
+        ({"name": "x", "slug": "x", "command": sys.executable, "enabled": 1}, "enabled"),
     ],
 )
 def test_validation_errors_name_the_field(staff: Client, servers: object, body: dict, field: str) -> None:

@@ -70,6 +70,24 @@ def test_bad_parameters(staff: Client, tools: dict) -> None:
     assert hidden.status_code == 400 and hidden.json() == {"server": ["Unknown server 'alpha'."]}
     extra = staff.get(URL, {"serve": "alpha"})
     assert extra.status_code == 400 and "serve" in extra.json()["detail"]
+    one = staff.get(f"{URL}{tools['alpha.echo'].pk}/", {"server": "alpha"})
+    assert one.status_code == 400 and "server" in one.json()["detail"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("slug", "reason"),
+    [
+        ("\x00", "Null characters are not allowed."),
+        ("alpha\x00", "Null characters are not allowed."),
+        ("", "This field may not be blank."),  # not "every server"
+    ],
+)
+def test_a_bad_server_parameter_is_a_400_naming_it(staff: Client, tools: dict, slug: str, reason: str) -> None:
+    response = staff.get(URL, {"server": slug})
+
+    assert response.status_code == 400
+    assert reason in response.json()["server"]
 
 
 def patch(client: Client, tool: Tool, body: object) -> object:
@@ -99,8 +117,9 @@ def test_toggle_errors_and_refusals(staff: Client, tools: dict) -> None:
     tool = tools["alpha.sum"]
     missing = patch(staff, tool, {"name": "renamed"})
     assert missing.status_code == 400 and "enabled" in missing.json()
-    bad = patch(staff, tool, {"enabled": "maybe"})
-    assert bad.status_code == 400 and "enabled" in bad.json()
+    for value in ("maybe", 0, "false", "off"):  # JSON true or false only, as the schema says
+        bad = patch(staff, tool, {"enabled": value})
+        assert bad.status_code == 400 and bad.json() == {"enabled": ["Must be a valid boolean."]}, value
     assert patch(token_client(), tool, {"enabled": False}).status_code == 403
     assert staff.put(f"{URL}{tool.pk}/", "{}", content_type="application/json").status_code == 405
     assert staff.post(URL, "{}", content_type="application/json").status_code == 405

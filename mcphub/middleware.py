@@ -1,0 +1,26 @@
+"""Hub-wide middleware: a view that finds the database unavailable answers 503 with Retry-After, not 500."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
+
+logger = logging.getLogger(__name__)
+
+# Seconds a client is asked to wait: a database restart or failover takes about this long.
+RETRY_AFTER_SECONDS = 5
+
+
+class DatabaseUnavailableMiddleware(MiddlewareMixin):
+    """Turn a lost or refused database connection in any view (API, admin, dashboard) into a 503."""
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        logger.warning("database unavailable for %s %s: %s", request.method, request.path, exception)
+        response = JsonResponse({"detail": "The database is unavailable; retry later."}, status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
