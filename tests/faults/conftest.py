@@ -218,17 +218,21 @@ class Token:
     secret: str
 
 
-@pytest.fixture
-def token(backing: Backing, request: pytest.FixtureRequest) -> Token:
-    """A token of this test's own: its rows are the test's rows."""
+def new_token(backing: Backing, name: str) -> Token:
     script = f"""
 import json
 from servers import services
-token, secret = services.create_token({request.node.name[:90]!r})
+token, secret = services.create_token({name[:90]!r})
 print(json.dumps({{"id": token.pk, "secret": secret}}))
 """
     data = json.loads(backing.django(script).strip().splitlines()[-1])
     return Token(data["id"], data["secret"])
+
+
+@pytest.fixture
+def token(backing: Backing, request: pytest.FixtureRequest) -> Token:
+    """A token of this test's own: its rows are the test's rows."""
+    return new_token(backing, request.node.name)
 
 
 class Hub:

@@ -271,13 +271,13 @@ class RowCheck:
     missing: list[int]  # keys of answered calls without a row
     duplicates: dict[int, int]  # key -> rows, where more than one
     strays: list[int]  # row keys no call was sent with
-    unanswered_with_row: int  # calls the client got no answer to, recorded all the same
+    unanswered_with_row: list[int]  # keys of calls the client got no answer to, recorded all the same
 
     def __str__(self) -> str:
         return (
             f"{self.answered} answered calls, {self.rows} rows: {len(self.missing)} answered calls without a row, "
             f"{len(self.duplicates)} doubled, {len(self.strays)} stray rows, "
-            f"{self.unanswered_with_row} rows of calls the client got no answer to"
+            f"{len(self.unanswered_with_row)} rows of calls the client got no answer to"
         )
 
 
@@ -290,5 +290,5 @@ def check_rows(calls: list[Call], rows: Counter[int]) -> RowCheck:
         missing=sorted(answered - set(rows)),
         duplicates={key: count for key, count in rows.items() if count > 1},
         strays=sorted(set(rows) - sent),
-        unanswered_with_row=len((set(rows) & sent) - answered),
+        unanswered_with_row=sorted((set(rows) & sent) - answered),
     )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
+import httpx2
 import pytest
 
-from tests.faults.conftest import Backing, Hub, Token, settled_rows
-from tests.faults.load import figures, load
+from tests.faults.conftest import Backing, Hub, Token, new_token, settled_rows
+from tests.faults.load import STATELESS, Call, Load, call_message, figures, load
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -17,13 +19,19 @@ OUTAGE = 12.0  # longer than the token cache (10 s): calls during it need the da
 AFTER = 6.0  # seconds of load after the restart
 
 
-def outage_under_load(hub: Hub, token: Token, stop: Callable[[], None], start: Callable[[], None]) -> tuple:
-    """Load; `stop`; OUTAGE seconds; `start`; load on. Returns the calls and the outage's [down, up)."""
+def outage_under_load(
+    hub: Hub, token: Token, stop: Callable[[], None], start: Callable[[], None], meanwhile: Callable[[], None]
+) -> tuple[list[Call], float, float]:
+    """Load; `stop`; OUTAGE seconds (`meanwhile` runs at the end); `start`; load on.
+
+    Returns the calls and the outage's [down, up).
+    """
     with load(hub.url, token.secret) as running:
         time.sleep(BEFORE)
         down = time.monotonic()
         stop()
         time.sleep(OUTAGE)
+        meanwhile()
         start()
         up = time.monotonic()
         time.sleep(AFTER)
@@ -35,7 +43,20 @@ def test_an_outage_under_load_costs_no_call_and_no_record(
     backing: Backing, hub: Hub, token: Token, service: str
 ) -> None:
     server = backing.postgres if service == "postgres" else backing.redis
-    calls, down, up = outage_under_load(hub, token, server.stop, server.start)
+    unused = new_token(backing, f"unused before the {service} outage")
+    unknown: dict[str, httpx2.Response] = {}
+
+    def try_unknown_tokens() -> None:
+        for label, secret in (("a valid token this process never saw", unused.secret), ("a wrong token", "wrong")):
+            message = call_message(STATELESS, "fixture__echo", 1, {"text": "hi"})
+            headers = Load(hub.url, secret).headers(
+                STATELESS, **{"Mcp-Method": "tools/call", "Mcp-Name": "fixture__echo"}
+            )
+            unknown[label] = httpx2.post(
+                hub.url + "/mcp", content=json.dumps(message).encode(), headers=headers, timeout=30
+            )
+
+    calls, down, up = outage_under_load(hub, token, server.stop, server.start, try_unknown_tokens)
 
     during, total = figures(calls, down, up), figures(calls)
     rows = settled_rows(backing, token, calls)
@@ -43,8 +64,16 @@ def test_an_outage_under_load_costs_no_call_and_no_record(
     print(f"  during the outage: {during}")
     print(f"  whole run:         {total}")
     print(f"  rows:              {rows}")
+    for label, response in unknown.items():
+        print(f"  {label}: HTTP {response.status_code}, Retry-After {response.headers.get('retry-after')}")
     assert total.server_errors == 0, f"5xx answers: {total}"
     assert during.calls > 0 and during.answered == during.calls, f"calls not served during the outage: {during}"
     assert total.answered == total.calls, f"calls not served: {total}"
     assert not rows.missing, f"answered calls without a row: {rows}"
     assert not rows.duplicates and not rows.strays, f"doubled or stray rows: {rows}"
+    # A token the process cannot check: "try again later" (PostgreSQL down), or the answer (Redis down).
+    valid, wrong = unknown.values()
+    if service == "postgres":
+        assert [valid.status_code, wrong.status_code] == [503, 503] and valid.headers.get("retry-after")
+    else:
+        assert [valid.status_code, wrong.status_code] == [200, 401]

@@ -48,9 +48,14 @@ def test_sigterm_under_load_writes_every_answered_call(backing: Backing, hub: Hu
     print(f"  before the signal: {figures(running.calls, until=signalled)}")
     print(f"  after the signal:  {figures(running.calls, since=signalled)}")
     print(f"  rows:              {rows}")
+    cut = [call for call in running.calls if call.key in set(rows.unanswered_with_row)]
+    for call in cut:
+        after = call.ended - signalled
+        print(f"  recorded, not answered: {call.era} {call.tool}, {after:.2f} s after the signal: {call.error}")
     assert seconds is not None, f"the web process was still running {STOP_BOUND} s after SIGTERM"
     assert figures(running.calls).server_errors == 0
     assert not rows.missing, f"answered calls without a row after a graceful stop: {rows}"
+    assert not cut, "calls in progress at the signal were recorded but their answers never reached the client"
     assert not rows.duplicates and not rows.strays, f"doubled or stray rows: {rows}"
 
 
