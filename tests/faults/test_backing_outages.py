@@ -64,6 +64,9 @@ def test_an_outage_under_load_costs_no_call_and_no_record(
     print(f"  during the outage: {during}")
     print(f"  whole run:         {total}")
     print(f"  rows:              {rows}")
+    log = hub.log.read_text(errors="replace").splitlines()
+    tracebacks = sum("Traceback" in line for line in log)
+    print(f"  web process log:   {len(log)} lines (warnings and up), {tracebacks} tracebacks")
     for label, response in unknown.items():
         print(f"  {label}: HTTP {response.status_code}, Retry-After {response.headers.get('retry-after')}")
     assert total.server_errors == 0, f"5xx answers: {total}"

@@ -86,39 +86,57 @@ def test_sigterm_right_after_a_burst_writes_every_call(backing: Backing, hub: Hu
     assert not rows.duplicates and not rows.strays, f"doubled or stray rows: {rows}"
 
 
-def test_sigterm_stops_the_process_in_time_with_clients_connected(hub: Hub, token: Token) -> None:
-    """A handshake-era GET stream, a 2026-07-28 call streaming for a minute, an idle keep-alive connection."""
+SLOW_CALL = {"seconds": 60}
+CONNECTED: dict[str, tuple[str, str, bytes | None, dict[str, str]] | None] = {
+    "an idle keep-alive connection": None,
+    "a handshake-era GET stream": ("GET", HANDSHAKE, None, {"Accept": SSE_TYPE}),
+    "a handshake-era call in progress": (
+        "POST",
+        HANDSHAKE,
+        json.dumps(call_message(HANDSHAKE, "web__slow", 1, SLOW_CALL)).encode(),
+        {},
+    ),
+    "a 2026-07-28 call in progress": (
+        "POST",
+        STATELESS,
+        json.dumps(call_message(STATELESS, "web__slow", 1, SLOW_CALL)).encode(),
+        {"Mcp-Method": "tools/call", "Mcp-Name": "web__slow"},
+    ),
+}
+
+
+@pytest.mark.parametrize("connected", CONNECTED)
+def test_sigterm_stops_the_process_in_time_with_a_client_connected(hub: Hub, token: Token, connected: str) -> None:
     client = Load(hub.url, token.secret)
-    idle = httpx2.Client(timeout=30)
+    idle = httpx2.Client(timeout=30)  # its connection stays open after the handshake: a keep-alive one
     session = client.initialize(idle)
     assert session is not None, f"no handshake-era session: {client.calls}"
-    opened = threading.Barrier(3, timeout=30)
+    opened = threading.Event()
 
-    def stream(method: str, era: str, body: bytes | None, **headers: str) -> None:
-        """Hold a response stream open until the hub ends it."""
+    def hold(method: str, era: str, body: bytes | None, headers: dict[str, str]) -> None:
+        """Hold a response stream open until the hub ends it (a call streams keep-alive pings while it runs)."""
+        if era == HANDSHAKE:
+            headers = {**headers, "Mcp-Session-Id": session}
         options = {"headers": client.headers(era, **headers), "timeout": httpx2.Timeout(30, read=None)}
         with (
             contextlib.suppress(httpx2.HTTPError),
             httpx2.stream(method, hub.url + "/mcp", content=body, **options) as r,
         ):
             if r.status_code == 200:
-                opened.wait()
+                opened.set()
                 for _ in r.iter_bytes():
                     pass
 
-    get = {"Accept": SSE_TYPE, "Mcp-Session-Id": session}
-    threading.Thread(target=stream, args=("GET", HANDSHAKE, None), kwargs=get, daemon=True).start()
-    slow = json.dumps(call_message(STATELESS, "web__slow", 1, {"seconds": 60})).encode()
-    routing = {"Mcp-Method": "tools/call", "Mcp-Name": "web__slow"}
-    threading.Thread(target=stream, args=("POST", STATELESS, slow), kwargs=routing, daemon=True).start()
-    opened.wait()  # both streams are open (the call streams keep-alive pings while it runs)
+    if (request := CONNECTED[connected]) is not None:
+        threading.Thread(target=hold, args=request, daemon=True).start()
+        assert opened.wait(30), f"{connected}: no stream opened"
 
     hub.signal(signal.SIGTERM)
     seconds = hub.wait_exit(STOP_BOUND)
     idle.close()
 
-    print(f"\nSIGTERM with clients connected: the process exited after {seconds} s")
-    assert seconds is not None, f"the web process was still running {STOP_BOUND} s after SIGTERM (clients connected)"
+    print(f"\nSIGTERM with {connected}: the process exited after {seconds} s")
+    assert seconds is not None, f"the web process was still running {STOP_BOUND} s after SIGTERM with {connected}"
 
 
 def test_sigkill_under_load_loses_at_most_the_last_second(backing: Backing, hub: Hub, token: Token) -> None:
