@@ -1,10 +1,15 @@
-"""PostgreSQL or Redis stopped under load, then started again: calls keep flowing, no 5xx, every call recorded once."""
+"""PostgreSQL or Redis stopped under load, then started again: calls keep flowing, no 5xx, every call recorded once.
+
+And the web process stopped while PostgreSQL is down: what it spooled is written by the next one at start.
+"""
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -80,3 +85,26 @@ def test_an_outage_under_load_costs_no_call_and_no_record(
         assert [valid.status_code, wrong.status_code] == [503, 503] and valid.headers.get("retry-after")
     else:
         assert [valid.status_code, wrong.status_code] == [200, 401]
+
+
+def test_records_spooled_in_an_outage_are_written_by_the_next_start(backing: Backing, hub: Hub, token: Token) -> None:
+    """PostgreSQL down, calls, SIGTERM (records spooled), PostgreSQL up, a new process: the rows come without a call."""
+    with load(hub.url, token.secret) as running:
+        time.sleep(2)
+        backing.postgres.stop()
+        time.sleep(5)  # within the token cache's 10 s: the calls are served either way
+    hub.signal(signal.SIGTERM)
+    seconds = hub.wait_exit(30)
+    hub.kill_all()
+    spool = Path(hub.env["MCPHUB_VAR_DIR"]) / "logs-spool"
+    spooled = len(list(spool.iterdir()))
+    backing.postgres.start()
+    hub.start()  # and no call to it from here on
+
+    rows = settled_rows(backing, token, running.calls)
+    print(f"\nSIGTERM during a PostgreSQL outage: {figures(running.calls)}; exited after {seconds} s")
+    print(f"  {spooled} spool files; after the restart, without traffic: {rows}")
+    assert figures(running.calls).server_errors == 0
+    assert not rows.missing, f"answered calls without a row: {rows}"
+    assert not rows.duplicates and not rows.strays, f"doubled or stray rows: {rows}"
+    assert not list(spool.iterdir()), "spool files left after the replay"
