@@ -92,6 +92,13 @@ def call_message(era: str, tool: str, request_id: int, arguments: dict[str, Any]
     return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
 
 
+def call_once(url: str, secret: str, tool: str, arguments: dict[str, Any]) -> httpx2.Response:
+    """One 2026-07-28 tools/call, outside any load (its id is 1)."""
+    headers = Load(url, secret).headers(STATELESS, **{"Mcp-Method": "tools/call", "Mcp-Name": tool})
+    body = json.dumps(call_message(STATELESS, tool, 1, arguments)).encode()
+    return httpx2.post(url + "/mcp", content=body, headers=headers, timeout=30)
+
+
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 0,

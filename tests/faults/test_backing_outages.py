@@ -5,7 +5,6 @@ And the web process stopped while PostgreSQL is down: what it spooled is written
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ import httpx2
 import pytest
 
 from tests.faults.conftest import Backing, Hub, Token, new_token, settled_rows
-from tests.faults.load import STATELESS, Call, Load, call_message, figures, load
+from tests.faults.load import Call, call_once, figures, load
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -53,13 +52,7 @@ def test_an_outage_under_load_costs_no_call_and_no_record(
 
     def try_unknown_tokens() -> None:
         for label, secret in (("a valid token this process never saw", unused.secret), ("a wrong token", "wrong")):
-            message = call_message(STATELESS, "fixture__echo", 1, {"text": "hi"})
-            headers = Load(hub.url, secret).headers(
-                STATELESS, **{"Mcp-Method": "tools/call", "Mcp-Name": "fixture__echo"}
-            )
-            unknown[label] = httpx2.post(
-                hub.url + "/mcp", content=json.dumps(message).encode(), headers=headers, timeout=30
-            )
+            unknown[label] = call_once(hub.url, secret, "fixture__echo", {"text": "hi"})
 
     calls, down, up = outage_under_load(hub, token, server.stop, server.start, try_unknown_tokens)
 
