@@ -304,7 +304,7 @@ class Hub:
 
 
 @pytest.fixture
-def hub(backing: Backing, tmp_path: Path) -> Iterator[Hub]:
+def hub(backing: Backing, http_upstream: HttpUpstream, tmp_path: Path) -> Iterator[Hub]:
     """A running hub on our servers; a fault test may signal, kill and restart it."""
     hub = Hub(backing.env(tmp_path / "var"), tmp_path / "web.log")
     try:
@@ -315,11 +315,13 @@ def hub(backing: Backing, tmp_path: Path) -> Iterator[Hub]:
         raise
     finally:
         hub.kill_all()
-        # A test that stopped PostgreSQL or Redis and failed half-way leaves them running for the next one.
+        # A test that stopped PostgreSQL, Redis or the HTTP upstream and failed half-way: back for the next one.
         if not backing.postgres.running():
             backing.postgres.start()
         if backing.redis.process is None:
             backing.redis.start()
+        if http_upstream.process is None:
+            http_upstream.start()
 
 
 def row_keys(backing: Backing, token: Token) -> Counter[int]:
