@@ -66,6 +66,7 @@ class OwnPostgres:
         )
 
     def start(self) -> None:
+        # TCP only (no Unix socket); fsync off: a scratch cluster, it never has to survive a machine crash.
         options = f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off"
         log = str(self.data / "server.log")
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "-t", "60", "start")
