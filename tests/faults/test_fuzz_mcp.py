@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import httpx2
 import pytest
 
 from tests.faults.conftest import Hub, Token
-from tests.faults.load import HANDSHAKE, INITIALIZE, SSE_TYPE, STATELESS, Load, call_message
+from tests.faults.load import HANDSHAKE, INITIALIZE, SSE_TYPE, STATELESS, Load, call_message, padded
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -38,6 +39,8 @@ class Case:
     method: str = "POST"
     path: str = "/mcp"
     error_due: int | None = None  # the JSON-RPC error code this request must get
+    status_due: int | None = None  # the HTTP status this request must get
+    write_first: bool = False  # send like a simple client: the whole body, and only then read
 
     def with_headers(self, name: str, **headers: str | None) -> Case:
         return replace(self, name=f"{self.name}, {name}", headers={**self.headers, **headers})
@@ -149,6 +152,10 @@ def nasty_cases(session: str) -> list[Case]:
     }.items():
         body = json.dumps({**message, "params": {**message["params"], **params}}).encode()
         cases.append(replace(call, name=f"stateless: {label}", body=body))
+    over_limit = padded(call_message(STATELESS, "fixture__echo", 1), 5 * 1024 * 1024)  # the default limit: 4 MiB
+    for era, case in (("stateless", call), ("handshake", old)):
+        name = f"{era}: a body over the limit, written whole before reading"
+        cases.append(replace(case, name=name, body=over_limit, status_due=413, write_first=True))
     cases.append(replace(stateless("tools/explode"), error_due=METHOD_NOT_FOUND))
     cases.append(replace(handshake("tools/explode", session=session), error_due=METHOD_NOT_FOUND))
     for label, headers in {
@@ -306,6 +313,8 @@ def send(hub: Hub, token: Token, case: Case) -> Outcome:
     }
     headers = {k: v for k, v in {**base, **case.headers}.items() if v is not None}
     started = time.monotonic()
+    if case.write_first:
+        return send_then_read(hub, case, headers)
     try:
         with httpx2.stream(
             case.method, hub.url + case.path, content=case.body, headers=headers, timeout=ANSWER_WITHIN
@@ -320,6 +329,34 @@ def send(hub: Hub, token: Token, case: Case) -> Outcome:
             return Outcome(case, response.status_code, time.monotonic() - started, content_type, body)
     except (httpx2.HTTPError, UnicodeEncodeError) as exc:
         return Outcome(case, None, time.monotonic() - started, error=f"{type(exc).__name__}: {exc}")
+
+
+def send_then_read(hub: Hub, case: Case, headers: dict[str, str]) -> Outcome:
+    """Write the request whole over a plain socket, then read the answer (HTTP/1.1, one request)."""
+    started = time.monotonic()
+    head = f"{case.method} {case.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    head += f"Content-Length: {len(case.body or b'')}\r\n\r\n"
+    answer = b""
+    try:
+        with socket.create_connection(("127.0.0.1", int(hub.url.rsplit(":", 1)[1])), timeout=ANSWER_WITHIN) as sock:
+            sock.sendall(head.encode() + (case.body or b""))
+            while chunk := sock.recv(65536):
+                answer += chunk
+    except OSError as exc:
+        return Outcome(case, None, time.monotonic() - started, error=f"{type(exc).__name__}: {exc}")
+    status_line, _, rest = answer.partition(b"\r\n")
+    response_head, _, body = rest.partition(b"\r\n\r\n")
+    content_type = next(
+        (
+            line.split(b":", 1)[1].strip().decode()
+            for line in response_head.split(b"\r\n")
+            if line.lower().startswith(b"content-type:")
+        ),
+        "",
+    )
+    status = int(status_line.split()[1]) if status_line.startswith(b"HTTP/") else None
+    return Outcome(case, status, time.monotonic() - started, content_type, body, "" if status else "no status line")
 
 
 def jsonrpc_messages(outcome: Outcome) -> list[Any]:
@@ -364,6 +401,8 @@ def problems(outcome: Outcome) -> list[str]:
         found.append(f"the answer did not end within {ANSWER_WITHIN} s")
     messages = jsonrpc_messages(outcome)
     found += [f"{problem}: {m!r:.200}" for m in messages if (problem := shape_problem(m))]
+    if outcome.case.status_due is not None and outcome.status != outcome.case.status_due:
+        found.append(f"HTTP {outcome.status}, not {outcome.case.status_due}")
     due = outcome.case.error_due
     if due is not None and not any(
         isinstance(m.get("error"), dict) and m["error"].get("code") == due for m in messages
