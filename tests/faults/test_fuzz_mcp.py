@@ -20,7 +20,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.faults.conftest import Hub, Token
+from tests.faults.conftest import Backing, Hub, Token, new_token
 from tests.faults.load import HANDSHAKE, INITIALIZE, SSE_TYPE, STATELESS, Load, call_message, padded
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
@@ -79,8 +79,11 @@ def handshake(method: str = "tools/call", session: str = "", **params: Any) -> C
     return Case(f"handshake {method}", dumps(message), headers)
 
 
-def nasty_cases(session: str) -> list[Case]:
-    """Hand-written: malformed JSON, wrong types, batches, wrong headers, unknown methods, odd HTTP methods."""
+def nasty_cases(session: str, other_token: str) -> list[Case]:
+    """Hand-written: malformed JSON, wrong types, batches, wrong headers, unknown methods, odd HTTP methods.
+
+    `other_token` is a valid token that did not open `session`: the session is not its to use (404).
+    """
     call = stateless()
     old = handshake(session=session)
     cases: list[Case] = []
@@ -191,6 +194,12 @@ def nasty_cases(session: str) -> list[Case]:
     )
     cases.append(handshake("tools/call").with_headers("no session"))
     cases.append(handshake("tools/call", session="f" * 32).with_headers("unknown session"))
+    foreign = {"Authorization": f"Bearer {other_token}", "Mcp-Session-Id": session}
+    for method, body in (("POST", old.body), ("GET", None), ("DELETE", None)):
+        name = f"{method} in another token's session"
+        cases.append(
+            replace(old, name=name, method=method, body=body, headers={**old.headers, **foreign}, status_due=404)
+        )
     for method in ("GET", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"):
         for label, headers in {
             "no session": {},
@@ -419,8 +428,11 @@ def session(hub: Hub, token: Token) -> str:
     return session
 
 
-def test_fuzzing_mcp_gets_no_5xx_no_hang_and_jsonrpc_errors(hub: Hub, token: Token, session: str) -> None:
-    cases = nasty_cases(session) + generated_cases(session)
+def test_fuzzing_mcp_gets_no_5xx_no_hang_and_jsonrpc_errors(
+    backing: Backing, hub: Hub, token: Token, session: str
+) -> None:
+    other = new_token(backing, "another client")
+    cases = nasty_cases(session, other.secret) + generated_cases(session)
     outcomes = [send(hub, token, case) for case in cases]
 
     statuses = Counter("none" if o.status is None else str(o.status) for o in outcomes)
