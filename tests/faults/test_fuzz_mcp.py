@@ -348,7 +348,7 @@ def send_then_read(hub: Hub, case: Case, headers: dict[str, str]) -> Outcome:
     head += f"Content-Length: {len(case.body or b'')}\r\n\r\n"
     answer = b""
     try:
-        with socket.create_connection(("127.0.0.1", int(hub.url.rsplit(":", 1)[1])), timeout=ANSWER_WITHIN) as sock:
+        with socket.create_connection(("127.0.0.1", hub.port), timeout=ANSWER_WITHIN) as sock:
             sock.sendall(head.encode() + (case.body or b""))
             while chunk := sock.recv(65536):
                 answer += chunk
