@@ -491,7 +491,7 @@ class LogWriter:
     def _mark_up(self) -> None:
         if self._down_since is not None:
             logger.warning(
-                "request-log: PostgreSQL reachable again after %.1f s; replaying the spool",
+                "request-log: writing to PostgreSQL again after %.1f s; replaying the spool",
                 time.monotonic() - self._down_since,
             )
             self._down_since = None

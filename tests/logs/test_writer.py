@@ -154,7 +154,7 @@ def test_outage_then_recovery_writes_every_record_once(
     # One line when PostgreSQL goes away and one when it is back, however many batches were spooled.
     messages = [r.getMessage() for r in caplog.records if r.name == "logs.writer"]
     assert sum("unavailable" in m for m in messages) == 1, messages
-    assert sum("reachable again" in m for m in messages) == 1, messages
+    assert sum("writing to PostgreSQL again" in m for m in messages) == 1, messages
 
 
 def test_spool_left_by_a_dead_process_is_replayed_once(make_writer: MakeWriter, tmp_path: Path) -> None:

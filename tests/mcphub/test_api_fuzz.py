@@ -72,7 +72,9 @@ def fuzz(web: LiveServer, tmp_path: Path, headers: list[str], *options: str) -> 
         f"{web.url}/api/schema/",
         *(part for header in headers for part in ("--header", header)),
         "--checks=all",
-        "--exclude-checks=positive_data_acceptance",
+        # Not: valid-looking input can still name an unknown server; and the fixed slug "alpha" above
+        # overrides the stateful links, so "created resource not found" would report alpha deleted earlier.
+        "--exclude-checks=positive_data_acceptance,ensure_resource_availability",
         f"--max-examples={MAX_EXAMPLES}",
         "--generation-deterministic",
         "--generation-with-security-parameters=false",  # keep our identity: no generated Authorization
