@@ -38,6 +38,7 @@ import mcp_types as types
 from django.conf import settings
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
+from sse_starlette.sse import AppStatus
 
 from logs.writer import close_writer, get_writer
 from servers.gateway import stateless
@@ -104,6 +105,7 @@ class GatewayRunner:
 
     def _cut_requests(self) -> None:
         self._cut = True
+        AppStatus.should_exit = True  # and sse-starlette ends any SSE answer still open
         for task in self._requests:
             task.cancel()
 
@@ -177,6 +179,9 @@ def _end_streams_on_stop_signals() -> None:
     """
     if threading.current_thread() is not threading.main_thread():
         return
+    # sse-starlette would end every SSE answer at the signal, the answers of handshake-era calls still
+    # running included (the client then sees a cut body): the hub ends its streams itself, calls at STOP_GRACE.
+    AppStatus.disable_automatic_graceful_drain()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(signum)
