@@ -120,13 +120,13 @@ def uvicorn_command(port: int, *extra: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def run_web(env: dict[str, str], procfile: bool = False) -> Iterator[LiveServer]:
-    """Run the ASGI app under daphne (or the Procfile's uvicorn command) on a free loopback port until the block ends.
+def run_web(env: dict[str, str], procfile: bool = False, port: int | None = None) -> Iterator[LiveServer]:
+    """Run the ASGI app under daphne (or the Procfile's uvicorn command) on a loopback port until the block ends.
 
-    Its output goes to a file (a pipe nobody reads would fill up and stall it); the
-    file's tail is printed when the block fails.
+    The test may stop the process first. Its output goes to a file (a pipe nobody reads
+    would fill up and stall it); the file's tail is printed when the block fails.
     """
-    port = free_port()
+    port = port or free_port()
     log = tempfile.NamedTemporaryFile(prefix="web-", suffix=".log", delete=False)  # noqa: SIM115
     daphne = [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port)]
     process = subprocess.Popen(
@@ -138,37 +138,10 @@ def run_web(env: dict[str, str], procfile: bool = False) -> Iterator[LiveServer]
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: http_get(url + "/healthz", timeout=5).status, timeout=60, what="the web server to answer")
+        wait_for(lambda: http_get(url + "/healthz", timeout=5).status, timeout=90, what="the web server to answer")
         yield LiveServer(url, process, Path(log.name))
     except BaseException:
         print(f"--- web server output ({log.name}), last lines ---")
-        print("\n".join(Path(log.name).read_text(errors="replace").splitlines()[-60:]))
-        raise
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-@contextlib.contextmanager
-def run_uvicorn(env: dict[str, str], port: int | None = None) -> Iterator[LiveServer]:
-    """Run the Procfile's web command (uvicorn, lifespan on) until the block ends; the test may stop it first.
-
-    Output goes to a file, whose tail is printed when the block fails.
-    """
-    port = port or free_port()
-    log = tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen(uvicorn_command(port), cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: http_get(url + "/healthz", timeout=5).status, timeout=90, what="uvicorn to answer")
-        yield LiveServer(url, process, Path(log.name))
-    except BaseException:
-        print(f"--- uvicorn output ({log.name}), last lines ---")
         print("\n".join(Path(log.name).read_text(errors="replace").splitlines()[-60:]))
         raise
     finally:
@@ -180,6 +153,13 @@ def run_uvicorn(env: dict[str, str], port: int | None = None) -> Iterator[LiveSe
                 process.kill()
                 process.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def run_uvicorn(env: dict[str, str], port: int | None = None) -> Iterator[LiveServer]:
+    """The Procfile's web command (uvicorn, lifespan on) until the block ends; the test may stop it first."""
+    with run_web(env, procfile=True, port=port) as server:
+        yield server
 
 
 @pytest.fixture
