@@ -267,7 +267,34 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
         receive = stateless.replaying(body, complete, receive)
     # The SDK binds a handshake-era session to the user that opened it: another token gets 404 for it.
     sdk_scope = {**scope, "mcphub": request_scope, "user": session_owner(token)}
-    await gateway.session_manager.handle_request(sdk_scope, receive, send)
+    await gateway.session_manager.handle_request(sdk_scope, receive, _with_reasons(send))
+
+
+# The SDK's 2026-07-28 entry refuses these with an empty body; a client (or its developer) should read why.
+REASONS = {
+    405: "this endpoint takes POST (GET and DELETE only with an Mcp-Session-Id)",
+    406: "the Accept header must include application/json (and text/event-stream for a stream)",
+}
+
+
+def _with_reasons(send: Send) -> Send:
+    """`send`, with a JSON reason put into the SDK's bodiless 405 and 406 answers."""
+    reason: bytes | None = None
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        nonlocal reason
+        if message["type"] == "http.response.start" and message["status"] in REASONS:
+            if dict(message.get("headers", [])).get(b"content-length") == b"0":
+                headers = [(k, v) for k, v in message["headers"] if k not in (b"content-length", b"content-type")]
+                reason = json.dumps({"error": REASONS[message["status"]]}).encode()
+                headers += [(b"content-type", b"application/json"), (b"content-length", str(len(reason)).encode())]
+                message = {**message, "headers": headers}
+        elif message["type"] == "http.response.body" and reason is not None:
+            message = {**message, "body": reason}
+            reason = None
+        await send(message)
+
+    return wrapped
 
 
 @functools.lru_cache(maxsize=1024)

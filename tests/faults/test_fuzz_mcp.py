@@ -406,6 +406,8 @@ def problems(outcome: Outcome) -> list[str]:
             found.append(f"no answer: {outcome.error}")
     elif outcome.status >= 500:
         found.append(f"HTTP {outcome.status}")
+    elif outcome.status >= 400 and not outcome.body.strip() and outcome.case.method != "HEAD":  # HEAD: no body
+        found.append(f"HTTP {outcome.status} without a reason")
     if outcome.error == "no end":
         found.append(f"the answer did not end within {ANSWER_WITHIN} s")
     messages = jsonrpc_messages(outcome)
