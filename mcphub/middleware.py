@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 
-logger = logging.getLogger(__name__)
+from servers.gateway import outages
 
 # Seconds a client is asked to wait: a database restart or failover takes about this long.
 RETRY_AFTER_SECONDS = 5
@@ -20,7 +18,7 @@ class DatabaseUnavailableMiddleware(MiddlewareMixin):
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, OperationalError | InterfaceError):
             return None
-        logger.warning("database unavailable for %s %s: %s", request.method, request.path, exception)
+        outages.database.failed(f"{request.method} {request.path}", exception)  # one line per outage
         response = JsonResponse({"detail": "The database is unavailable; retry later."}, status=503)
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
