@@ -1,7 +1,7 @@
 """``/ws/status/``: the dashboard's live feed (a snapshot, then batched deltas).
 
 Producers publish to two Channels groups: "status" (``monitoring.status``, one
-``status.changed`` per recorded change) and "calls" (``servers.gateway.live``, a
+``status.changed`` per recorded change) and "calls" (``servers.gateway.recorder``, a
 ``calls.batch`` every 100 ms while calls flow). A :class:`Fanout` per web process (and event
 loop) is the one member of both groups: it coalesces what arrives during a ``WINDOW`` (the
 latest status per server, the newest calls), encodes the window's ``batch`` frame once and
@@ -37,7 +37,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from monitoring import dashboard
 from monitoring.status import STATUS_GROUP
-from servers.gateway.live import CALLS_GROUP
+from servers.gateway.recorder import CALLS_GROUP
 
 logger = logging.getLogger(__name__)
 

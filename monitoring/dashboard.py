@@ -112,7 +112,7 @@ def recent_calls(limit: int = TAIL_LENGTH, now: datetime | None = None) -> list[
 
 
 def call_event(row: dict[str, Any]) -> dict[str, Any]:
-    """A call as the live tail shows it (same keys as the events of ``servers.gateway.live``)."""
+    """A call as the live tail shows it (same keys as the events of ``servers.gateway.recorder``)."""
     created = row["created_at"]
     return {
         "server_id": row["server_id"],

@@ -14,9 +14,10 @@ What is exposed, and how honest each figure is:
 - ``mcphub_server_status{server,status}``: 1 for each server's current status, 0 for the others.
 - ``mcphub_log_writer_*``: this process's request-log writer (queue depth, written, dropped).
 - ``mcphub_stdio_process_*{server}``: CPU %, RSS, restarts and uptime of this process's stdio
-  upstreams, sampled with psutil (see :mod:`monitoring.process_metrics`).
-- ``mcphub_upstream_instance*{server,instance}``: this process's upstream instances (pools):
-  how many, in rotation or not, calls in flight, moving-average latency, calls and errors.
+  upstreams, sampled with psutil, and ``mcphub_upstream_instance*{server,instance}``: this
+  process's upstream instances (pools): how many, in rotation or not, calls in flight,
+  moving-average latency, calls and errors. Both from the pools the gateway publishes
+  (:mod:`servers.gateway.metrics`).
 
 Access: a valid bearer token (a token limited to some servers sees only those), a staff login,
 or a client address (``REMOTE_ADDR``) in ``MCPHUB_METRICS_ALLOWED_NETWORKS``.
@@ -39,9 +40,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
+from logs import writer as log_writer
 from logs.models import TABLE as REQUEST_LOG_TABLE
-from monitoring import instances, metrics, process_metrics
+from monitoring import metrics
 from servers.gateway.auth import TokenInfo, authenticate, bearer_secret
+from servers.gateway.metrics import PoolCollector
 from servers.models import McpServer, Status
 
 LATENCY_WINDOW = timedelta(minutes=5)
@@ -71,8 +74,6 @@ class HubCollector(Collector):
         yield from self._calls(now)
         yield self._status(servers)
         yield from _writer_metrics()
-        yield from _process_metrics(self.server_ids)
-        yield from _instance_metrics(self.server_ids)
 
     def _calls(self, now: datetime) -> Iterable[Metric]:
         midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -116,8 +117,6 @@ class HubCollector(Collector):
 
 
 def _writer_metrics() -> Iterable[Metric]:
-    from logs import writer as log_writer
-
     active = log_writer.current_writer()
     depth = GaugeMetricFamily("mcphub_log_writer_queue_depth", "Request-log records queued in this process.")
     written = CounterMetricFamily("mcphub_log_writer_written", "Request-log records written by this process.")
@@ -128,55 +127,10 @@ def _writer_metrics() -> Iterable[Metric]:
     return [depth, written, dropped]
 
 
-def _process_metrics(server_ids: frozenset[int] | None) -> Iterable[Metric]:
-    labels = ["server", "pid"]
-    cpu = GaugeMetricFamily(
-        "mcphub_stdio_process_cpu_percent", "CPU % of a stdio upstream's process tree.", labels=labels
-    )
-    rss = GaugeMetricFamily("mcphub_stdio_process_rss_bytes", "Resident memory of the process tree.", labels=labels)
-    restarts = CounterMetricFamily("mcphub_stdio_process_restarts", "Restarts of the upstream session.", labels=labels)
-    uptime = GaugeMetricFamily(
-        "mcphub_stdio_process_uptime_seconds", "Seconds since the process started.", labels=labels
-    )
-    for sample in process_metrics.sample_gateway():
-        if server_ids is not None and sample.server_id not in server_ids:
-            continue
-        values = [sample.slug, str(sample.pid)]
-        cpu.add_metric(values, sample.cpu_percent)
-        rss.add_metric(values, sample.rss_bytes)
-        restarts.add_metric(values, sample.restarts)
-        uptime.add_metric(values, sample.uptime_seconds)
-    return [cpu, rss, restarts, uptime]
-
-
-def _instance_metrics(server_ids: frozenset[int] | None) -> Iterable[Metric]:
-    labels = ["server", "instance"]
-    count = GaugeMetricFamily("mcphub_upstream_instances", "Running instances of a server.", labels=["server"])
-    healthy = GaugeMetricFamily("mcphub_upstream_instance_healthy", "1: in rotation.", labels=labels)
-    in_flight = GaugeMetricFamily("mcphub_upstream_instance_in_flight", "Calls in flight.", labels=labels)
-    latency = GaugeMetricFamily(
-        "mcphub_upstream_instance_latency_seconds", "Moving average of the instance's call latency.", labels=labels
-    )
-    calls = CounterMetricFamily("mcphub_upstream_instance_calls", "Calls answered by the instance.", labels=labels)
-    errors = CounterMetricFamily("mcphub_upstream_instance_errors", "Calls failed on the instance.", labels=labels)
-    for pool in instances.gateway_pools():
-        if server_ids is not None and pool.config.id not in server_ids:
-            continue
-        members = pool.instances()
-        count.add_metric([pool.config.slug], len(members))
-        for member in members:
-            values = [pool.config.slug, member.label]
-            healthy.add_metric(values, 1.0 if member.healthy else 0.0)
-            in_flight.add_metric(values, member.in_flight)
-            latency.add_metric(values, member.latency_ms / 1000)
-            calls.add_metric(values, member.calls)
-            errors.add_metric(values, member.errors)
-    return [count, healthy, in_flight, latency, calls, errors]
-
-
 def exposition(server_ids: frozenset[int] | None = None) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HubCollector(server_ids))
+    registry.register(PoolCollector(server_ids))  # this process's pools, as its gateway publishes them
     return generate_latest(registry)
 
 

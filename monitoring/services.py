@@ -15,25 +15,22 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import F, FloatField, OuterRef, Subquery, Sum
 from django.utils import timezone
-from django_redis.exceptions import ConnectionInterrupted
-from redis.exceptions import RedisError
 from rest_framework.renderers import JSONRenderer
 
 from monitoring.models import HealthCheck, MetricBucket
 from monitoring.status import REACHABLE, monitoring_settings
+from servers.gateway.instances import all_instances
+from servers.gateway.outages import CACHE_ERRORS
 from servers.models import McpServer
 
 logger = logging.getLogger(__name__)
 
 STATUS_CACHE_KEY = "monitoring:status"
 STATUS_JSON_KEY = "monitoring:status:json"  # the same overview, rendered: the unfiltered request's answer
-CACHE_ERRORS = (ConnectionInterrupted, RedisError, OSError)
 
 
 def compute_overview(now: datetime | None = None) -> dict[str, Any]:
     """Every enabled server's status, last check, metrics over the last few minutes (3 queries) and instances."""
-    from monitoring.instances import all_instances
-
     now = now or timezone.now()
     minutes = int(monitoring_settings()["METRICS_WINDOW_MINUTES"])
     latest = HealthCheck.objects.filter(server=OuterRef("pk")).order_by("-checked_at")

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import async_to_sync, sync_to_async
+import anyio
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from servers.blocking import run_blocking
 from servers.hooks import django_hooks
 from servers.models import McpServer, Prompt, Resource, Tool
 from servers.upstream.manager import upstream_manager
 from servers.upstream.pool import UpstreamPool
-from servers.upstream.session import SessionHooks, describe, era_of
+from servers.upstream.session import describe, era_of
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,15 @@ class ProbeResult:
     error: str = ""
 
 
-async def _with_session(server: McpServer, work: Any, hooks: SessionHooks | None = None) -> Any:
+async def _with_session(server: McpServer, work: Any, on_tools_changed: Callable[[int], None] | None = None) -> Any:
     """Connect once (one process of its own for stdio, even for a pool), run `work(session)`, disconnect.
 
-    A list change heard here triggers nothing beyond `hooks` (the default: nothing at all).
+    A list change heard here triggers nothing beyond `on_tools_changed` (the default: nothing at all).
     """
-    async with upstream_manager(hooks or django_hooks()) as manager:
-        return await work(manager.session(server.upstream_config().single()))
+    async with anyio.create_task_group() as hook_writes:
+        hooks = django_hooks(hook_writes.start_soon, on_tools_changed)
+        async with upstream_manager(hooks) as manager:
+            return await work(manager.session(server.upstream_config().single()))
 
 
 async def _fetch(session: UpstreamPool) -> Discovered:
@@ -79,9 +84,8 @@ async def _fetch_settled(session: UpstreamPool, changes: _ChangesHeard) -> Disco
 def discover(server: McpServer) -> Discovered | None:
     """Connect, list everything (all pages), upsert; returns None and records the error on failure."""
     changes = _ChangesHeard()
-    hooks = replace(django_hooks(), on_tools_changed=changes.hear)
     try:
-        found = async_to_sync(_with_session)(server, lambda session: _fetch_settled(session, changes), hooks)
+        found = async_to_sync(_with_session)(server, lambda session: _fetch_settled(session, changes), changes.hear)
     except Exception as exc:
         McpServer.objects.filter(pk=server.pk).update(discovery_error=describe(exc))
         return None
@@ -95,16 +99,13 @@ async def rediscover_live(server_id: int, session: UpstreamPool) -> None:
     A fresh connection would not do: a server's runtime tool changes live in that process.
     """
     found = await _fetch(session)
-    await sync_to_async(_store_by_id, thread_sensitive=False)(server_id, found)
+    await run_blocking(_store_by_id, server_id, found)
 
 
 def _store_by_id(server_id: int, found: Discovered) -> None:
-    try:
-        server = McpServer.objects.filter(pk=server_id).first()
-        if server is not None:
-            store(server, found)
-    finally:
-        connection.close()
+    server = McpServer.objects.filter(pk=server_id).first()
+    if server is not None:
+        store(server, found)
 
 
 @transaction.atomic

@@ -297,7 +297,7 @@ def _is_http_url(value: str) -> bool:
 
 
 class ScalingEvent(models.Model):
-    """One autoscaling decision of a server's pool (written by servers.services.record_scaling)."""
+    """One autoscaling decision of a server's pool (written by `record`, from the pool's hook)."""
 
     server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="scaling_events")
     at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -311,6 +311,15 @@ class ScalingEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server_id}: {self.from_instances} → {self.to_instances} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+    @classmethod
+    def record(cls, server_id: int, from_instances: int, to_instances: int, reason: str) -> ScalingEvent | None:
+        """Keep one autoscaling decision of a server's pool (None if the server was deleted meanwhile)."""
+        if not McpServer.objects.filter(pk=server_id).exists():
+            return None
+        return cls.objects.create(
+            server_id=server_id, from_instances=from_instances, to_instances=to_instances, reason=reason[:300]
+        )
 
 
 class Capability(models.Model):

@@ -16,7 +16,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from servers.discovery import Discovered, ProbeResult, bump_registry_version, discover, probe
-from servers.models import AccessToken, McpServer, ScalingEvent
+from servers.models import AccessToken, McpServer
 
 # Fields whose change means live upstream sessions must reconnect.
 CONNECTION_FIELDS = (
@@ -106,15 +106,6 @@ def set_tools_enabled(changes: dict[int, bool]) -> int:
         for server_id in set(Tool.objects.filter(pk__in=list(changes)).values_list("server_id", flat=True)):
             transaction.on_commit(lambda server_id=server_id: invalidate_tool_cache(server_id))
     return changed
-
-
-def record_scaling(server_id: int, from_instances: int, to_instances: int, reason: str) -> ScalingEvent | None:
-    """Keep one autoscaling decision of a server's pool (None if the server was deleted meanwhile)."""
-    if not McpServer.objects.filter(pk=server_id).exists():
-        return None
-    return ScalingEvent.objects.create(
-        server_id=server_id, from_instances=from_instances, to_instances=to_instances, reason=reason[:300]
-    )
 
 
 def check_server(server: McpServer) -> ProbeResult:

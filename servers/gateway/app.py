@@ -41,9 +41,11 @@ from mcp.server.auth.provider import AccessToken
 from sse_starlette.sse import AppStatus
 
 from logs.writer import close_writer, get_writer
+from servers.blocking import run_blocking
 from servers.gateway import stateless
 from servers.gateway.auth import AuthUnavailable, TokenInfo, authenticate_cached, bearer_secret
-from servers.gateway.server import CURRENT_SLUG, Gateway, RequestScope
+from servers.gateway.scope import CURRENT_SLUG, RequestScope
+from servers.gateway.server import Gateway
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ class GatewayRunner:
     def __init__(self) -> None:
         self.gateway: Gateway | None = None
         self._task: asyncio.Task[None] | None = None
-        self._ready: asyncio.Event | None = None
+        self._ready: anyio.Event | None = None
         self._stop: anyio.Event | None = None
         self._error: BaseException | None = None
         self.stopping = False  # the server is stopping: no new long-lived streams
@@ -77,7 +79,7 @@ class GatewayRunner:
     async def ensure_started(self) -> Gateway:
         if self._task is None or self._task.done():
             self.gateway = Gateway()
-            self._ready = asyncio.Event()
+            self._ready = anyio.Event()
             self._stop = anyio.Event()
             self._error = None
             self._task = asyncio.get_running_loop().create_task(self._run(self.gateway, self._ready, self._stop))
@@ -87,7 +89,7 @@ class GatewayRunner:
             raise RuntimeError(f"the MCP gateway failed to start: {self._error}")
         return self.gateway
 
-    async def _run(self, gateway: Gateway, ready: asyncio.Event, stop: anyio.Event) -> None:
+    async def _run(self, gateway: Gateway, ready: anyio.Event, stop: anyio.Event) -> None:
         try:
             await gateway.run(ready.set, stop)
         except BaseException as exc:
@@ -213,7 +215,7 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
             try:
                 await runner.stop()
             finally:
-                if not await asyncio.to_thread(close_writer):
+                if not await run_blocking(close_writer):
                     logger.warning("request-log records not written at shutdown were spooled to disk")
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -7,16 +7,15 @@ applies); a token it has never seen raises AuthUnavailable (503 at /mcp), never 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from asgiref.sync import sync_to_async
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
+from servers.blocking import run_blocking
 from servers.gateway import outages
 from servers.models import AccessToken
 
@@ -70,14 +69,6 @@ def authenticate(secret: str) -> TokenInfo | None:
     return TokenInfo(token.pk, token.name, server_ids or None, expires_at)
 
 
-def _authenticate_in_thread(secret: str) -> TokenInfo | None:
-    try:
-        return authenticate(secret)
-    finally:
-        with contextlib.suppress(DatabaseError):  # a connection the outage broke: nothing left to close
-            connection.close()
-
-
 async def authenticate_cached(secret: str) -> TokenInfo | None:
     """The token's answer from the cache, else from the database; AuthUnavailable when neither can tell."""
     global _database_retry_at
@@ -89,7 +80,7 @@ async def authenticate_cached(secret: str) -> TokenInfo | None:
     if now < _database_retry_at:
         return _last_known(hit)
     try:
-        info = await sync_to_async(_authenticate_in_thread, thread_sensitive=False)(secret)
+        info = await run_blocking(authenticate, secret)
     except DatabaseError as exc:
         _database_retry_at = time.monotonic() + DATABASE_RETRY_SECONDS
         outages.database.failed("token check", exc)

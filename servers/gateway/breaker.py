@@ -22,6 +22,9 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
+from servers import services
+from servers.blocking import run_blocking
+
 logger = logging.getLogger(__name__)
 
 
@@ -86,11 +89,7 @@ class CircuitBreaker:
 
 async def request_health_check(server_id: int) -> None:
     """Background: ask the worker to check the server now (never raises: the call already succeeded)."""
-    from asgiref.sync import sync_to_async
-
-    from servers.services import request_health_check as send
-
     try:
-        await sync_to_async(send, thread_sensitive=False)(server_id)
+        await run_blocking(services.request_health_check, server_id)
     except Exception:
         logger.warning("could not request a health check of server %s", server_id, exc_info=True)

@@ -11,6 +11,9 @@ import logging
 import threading
 import time
 
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import RedisError
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,6 +48,9 @@ def _summary(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
+
+# What a Redis outage raises through Django's cache (django-redis).
+CACHE_ERRORS = (ConnectionInterrupted, RedisError, OSError)
 
 database = Dependency("PostgreSQL")
 redis = Dependency("Redis")

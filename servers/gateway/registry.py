@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 import mcp_types as types
-from django.db import connection
 from mcp.shared.inbound import find_invalid_x_mcp_header, x_mcp_header_map
 
 from servers.discovery import cached_tools
@@ -58,19 +57,16 @@ class Snapshot:
 
 
 def build_snapshot(version: int) -> Snapshot:
-    """Read every enabled server and its visible tools (runs in a worker thread: it uses the ORM)."""
-    try:
-        servers: dict[str, ServerEntry] = {}
-        index: dict[str, tuple[ServerEntry, str]] = {}
-        queryset = McpServer.objects.filter(enabled=True).prefetch_related("resources", "prompts")
-        for server in queryset:
-            entry = _entry(server)
-            servers[server.slug] = entry
-            for public, original in entry.tool_names.items():
-                index[public] = (entry, original)
-        return Snapshot(version, servers, index)
-    finally:
-        connection.close()  # a worker thread's connection; do not leave it open
+    """Read every enabled server and its visible tools (blocking: the gateway runs it through run_blocking)."""
+    servers: dict[str, ServerEntry] = {}
+    index: dict[str, tuple[ServerEntry, str]] = {}
+    queryset = McpServer.objects.filter(enabled=True).prefetch_related("resources", "prompts")
+    for server in queryset:
+        entry = _entry(server)
+        servers[server.slug] = entry
+        for public, original in entry.tool_names.items():
+            index[public] = (entry, original)
+    return Snapshot(version, servers, index)
 
 
 def _entry(server: McpServer) -> ServerEntry:

@@ -13,18 +13,16 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import mcp_types as types
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
-from mcp.server import InitializationOptions, NotificationOptions, Server, ServerRequestContext
+from mcp.server import InitializationOptions, NotificationOptions, Server
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.session import ServerSession
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -35,41 +33,24 @@ from mcp.shared.inbound import mcp_param_headers
 from mcp_types import SERVER_INFO_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from logs.writer import LogRecord, submit
-from monitoring import instances
+from servers.blocking import run_blocking
 from servers.discovery import rediscover_live, registry_version
-from servers.gateway import live, outages
-from servers.gateway.auth import TokenInfo
+from servers.gateway import instances, metrics, outages
 from servers.gateway.breaker import CircuitBreaker, request_health_check
 from servers.gateway.names import split_uri
+from servers.gateway.recorder import CallRecorder, live_tail
 from servers.gateway.registry import ServerEntry, Snapshot, build_snapshot
+from servers.gateway.scope import CURRENT_SLUG, Ctx, RequestScope
 from servers.hooks import django_hooks
 from servers.upstream.errors import UpstreamError, UpstreamOverloaded, UpstreamTimeout
 from servers.upstream.manager import UpstreamManager, upstream_manager
-from servers.upstream.pool import AFFINITY_KEY, PoolSettings
+from servers.upstream.pool import AFFINITY_KEY, PoolSettings, UpstreamPool
 
 logger = logging.getLogger(__name__)
 
-Ctx = ServerRequestContext[Any, Any]
 REFRESH_SECONDS = 1.0
 SNAPSHOT_MAX_AGE = 30.0
 MAX_REMEMBERED_SESSIONS = 10_000
-# The endpoint slug of the request being handled (None: /mcp), for SDK hooks that get no context.
-CURRENT_SLUG: ContextVar[str | None] = ContextVar("mcphub_endpoint_slug", default=None)
-
-
-@dataclass(frozen=True)
-class RequestScope:
-    """Who is asking and through which endpoint; set on the ASGI scope by the gateway app."""
-
-    token: TokenInfo
-    slug: str | None  # /mcp/<slug>/, or None for the aggregated /mcp
-
-    @classmethod
-    def of(cls, ctx: Ctx) -> RequestScope:
-        if ctx.request is None or "mcphub" not in ctx.request.scope:
-            raise MCPError(types.INVALID_REQUEST, "request did not come through the hub's endpoint")
-        return ctx.request.scope["mcphub"]
 
 
 class HubServer(Server[Any]):
@@ -176,31 +157,43 @@ class Gateway:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def run(self, started: Callable[[], None], stop: anyio.Event) -> None:
-        """Serve until `stop` is set: upstream sessions, the SDK session manager, the refresh loop."""
-        hooks = replace(django_hooks(), on_tools_changed=self._on_upstream_tools_changed)
-        pool_settings = PoolSettings.from_mapping(settings.MCPHUB_POOL)
-        async with upstream_manager(hooks, pool_settings) as upstreams, self.session_manager.run():
-            self.upstreams = upstreams
-            await self.refresh(force=True)
-            started()
-            published = 0.0
-            while not stop.is_set():
-                with anyio.move_on_after(REFRESH_SECONDS):
-                    await stop.wait()
+        """Serve until `stop` is set: upstream sessions, the SDK session manager, the refresh loop.
+
+        Work that leaves the call path runs in the gateway's task group: the live tail's sender,
+        the upstream hooks' writes, re-discoveries and health-check requests.
+        """
+        async with anyio.create_task_group() as tasks:
+            live = await tasks.start(live_tail.run)
+            hooks = django_hooks(tasks.start_soon, self._on_upstream_tools_changed)
+            pool_settings = PoolSettings.from_mapping(settings.MCPHUB_POOL)
+            async with upstream_manager(hooks, pool_settings) as upstreams, self.session_manager.run():
+                self.upstreams = upstreams
+                with metrics.serving(upstreams):
+                    await self.refresh(force=True)
+                    started()
+                    await self._refresh_until(stop, upstreams)
+                self.upstreams = None
+            await run_blocking(instances.withdraw)
+            live.cancel()
+
+    async def _refresh_until(self, stop: anyio.Event, upstreams: UpstreamManager) -> None:
+        """Every REFRESH_SECONDS: the snapshot; every PUBLISH_EVERY: this process's instance rows."""
+        published = 0.0
+        while not stop.is_set():
+            with anyio.move_on_after(REFRESH_SECONDS):
+                await stop.wait()
+            try:
+                await self.refresh()
+            except Exception:  # a bug, not an outage (refresh handles those): keep serving
+                logger.exception("gateway snapshot refresh failed; keeping the previous one")
+            if time.monotonic() - published >= instances.PUBLISH_EVERY:
+                published = time.monotonic()
+                # Taken here, in the pools' event loop; stored from a thread (a Redis write).
+                rows = instances.local_rows(upstreams.sessions())
                 try:
-                    await self.refresh()
-                except Exception:  # a bug, not an outage (refresh handles those): keep serving
-                    logger.exception("gateway snapshot refresh failed; keeping the previous one")
-                if time.monotonic() - published >= instances.PUBLISH_EVERY:
-                    published = time.monotonic()
-                    # Taken here, in the pools' event loop; stored from a thread (a Redis write).
-                    rows = instances.local_rows(upstreams.sessions())
-                    try:
-                        await sync_to_async(instances.publish, thread_sensitive=False)(rows)
-                    except instances.CACHE_ERRORS as exc:
-                        outages.redis.failed("publishing upstream instances", exc)
-            self.upstreams = None
-        await sync_to_async(instances.withdraw, thread_sensitive=False)()
+                    await run_blocking(instances.publish, rows)
+                except outages.CACHE_ERRORS as exc:
+                    outages.redis.failed("publishing upstream instances", exc)
 
     def end_streams(self) -> None:
         """End every open long-lived stream (at shutdown): handshake-era GET streams and listen streams.
@@ -219,8 +212,8 @@ class Gateway:
         Without Redis or PostgreSQL the previous snapshot stays (logged once per outage, not per try).
         """
         try:
-            version = await sync_to_async(registry_version, thread_sensitive=False)()
-        except instances.CACHE_ERRORS as exc:
+            version = await run_blocking(registry_version)
+        except outages.CACHE_ERRORS as exc:
             outages.redis.failed("gateway snapshot refresh", exc)
             return
         outages.redis.succeeded()
@@ -229,7 +222,7 @@ class Gateway:
             return
         old = self.snapshot
         try:
-            self.snapshot = await sync_to_async(build_snapshot, thread_sensitive=False)(version)
+            self.snapshot = await run_blocking(build_snapshot, version)
         except DatabaseError as exc:
             outages.database.failed("gateway snapshot refresh", exc)
             return
@@ -250,7 +243,7 @@ class Gateway:
         self._rediscovering.add(server_id)
         upstreams.start_soon(self._rediscover, server_id, session)
 
-    async def _rediscover(self, server_id: int, session: Any) -> None:
+    async def _rediscover(self, server_id: int, session: UpstreamPool) -> None:
         """Re-list until no change is pending: one pass at a time, passes `MCPHUB_RELIST_MIN_INTERVAL` apart.
 
         Changes announced while a pass waits are covered by that pass; one announced during a
@@ -466,7 +459,7 @@ class Gateway:
 
     # --- forwarding ---------------------------------------------------------------------------
 
-    def _session(self, entry: ServerEntry) -> Any:
+    def _session(self, entry: ServerEntry) -> UpstreamPool:
         if self.upstreams is None:
             raise UpstreamError(entry.slug, "the hub is shutting down")
         return self.upstreams.session(entry.config)
@@ -522,54 +515,3 @@ class ForwardFailure:
 
     def as_tool_error(self) -> types.CallToolResult:
         return types.CallToolResult(content=[types.TextContent(type="text", text=self.message)], is_error=True)
-
-
-class CallRecorder:
-    """Builds the request-log record of one call and hands it to the writer (a non-blocking put)."""
-
-    def __init__(self, scope: RequestScope, name: str, headers: Mapping[str, str], protocol_version: str) -> None:
-        self._started = time.perf_counter()
-        self._record = LogRecord(
-            outcome="ok",
-            tool=name,
-            token_id=scope.token.id,
-            token_name=scope.token.name,
-            session_id=headers.get("mcp-session-id", "") or "",
-            protocol_era="stateless" if protocol_version in MODERN_PROTOCOL_VERSIONS else "handshake",
-            request_bytes=int(headers.get("content-length", 0) or 0),
-        )
-        self._done = False
-
-    @classmethod
-    def of(cls, ctx: Ctx, scope: RequestScope, name: str) -> CallRecorder:
-        """The recorder of a request the SDK dispatched."""
-        headers = ctx.request.headers if ctx.request is not None else {}
-        return cls(scope, name, headers, ctx.protocol_version)
-
-    @property
-    def affinity_key(self) -> str:
-        """The downstream session when there is one (handshake era), else the token."""
-        record = self._record
-        return f"session:{record.session_id}" if record.session_id else f"token:{record.token_id}"
-
-    def server(self, entry: ServerEntry, tool: str) -> None:
-        self._record.server_id = entry.id
-        self._record.server_slug = entry.slug
-        self._record.tool = tool
-
-    def finish(
-        self, outcome: str, *, result: Any = None, response_bytes: int = 0, error: str = "", code: int | None = None
-    ) -> None:
-        if self._done:
-            return
-        self._done = True
-        record = self._record
-        record.outcome = outcome
-        record.latency_ms = (time.perf_counter() - self._started) * 1000
-        record.error = error
-        record.error_code = code
-        record.response_bytes = response_bytes
-        if result is not None:
-            record.response_bytes = len(result.model_dump_json(by_alias=True, exclude_none=True))
-        submit(record)
-        live.publish(record)  # the dashboard's live tail: a bounded, non-blocking append

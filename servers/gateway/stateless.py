@@ -39,7 +39,9 @@ from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
-from servers.gateway.server import CallRecorder, Gateway, RequestScope
+from servers.gateway.recorder import CallRecorder
+from servers.gateway.scope import RequestScope
+from servers.gateway.server import Gateway
 
 logger = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from logs.models import Outcome, RequestLog
-from monitoring import process_metrics
 from monitoring.metrics import floor_to, rollup_minutes, series
 from monitoring.models import MetricBucket
-from monitoring.process_metrics import ProcessSample
+from servers.gateway import metrics
+from servers.gateway.metrics import ProcessSample
 from tests.conftest import wait_for
 from tests.servers.api_helpers import make_server, plain_user_client, staff_client, token_client
 
@@ -161,7 +161,9 @@ def test_access(client: Client, django_user_model: type[User], admin_user: User,
 def test_stdio_process_metrics_in_the_exposition(data: None, monkeypatch: pytest.MonkeyPatch) -> None:
     alpha_id = make_server("gamma").pk
     sample = ProcessSample(alpha_id, "gamma", 4242, 12.5, 50_000_000, 3, 61.0)
-    monkeypatch.setattr(process_metrics, "sample_gateway", lambda: [sample])
+    pool = SimpleNamespace(config=SimpleNamespace(id=alpha_id, slug="gamma"), instances=lambda: [])
+    monkeypatch.setattr(metrics, "serving_pools", lambda: [pool])
+    monkeypatch.setattr(metrics, "sample_pools", lambda pools: [sample] if pools else [])
 
     families = scrape(token_client())
 
@@ -192,21 +194,23 @@ def test_psutil_samples_a_real_process_tree() -> None:
     try:
         session = fake_session(parent.pid)
         wait_for(lambda: psutil.Process(parent.pid).children(), what="the busy child")
-        first = process_metrics.sample(session)
+        first = metrics.sample(session)
         time.sleep(1.0)
-        second = process_metrics.sample(session)
+        second = metrics.sample(session)
         assert first is not None and second is not None
         assert second.pid == parent.pid and second.slug == "busy" and second.restarts == 2
         assert second.rss_bytes > 5_000_000
         assert second.cpu_percent > 5  # the busy child, measured between the two samples
         assert 0.5 <= second.uptime_seconds < 60
         skipped = [fake_session(None), fake_session(parent.pid, transport="sse"), fake_session(1, returncode=0)]
-        assert process_metrics.sample_sessions(skipped) == []
+        assert metrics.sample_sessions(skipped) == []
     finally:
         os.killpg(parent.pid, signal.SIGKILL)
         parent.wait()
-    assert process_metrics.sample(fake_session(parent.pid)) is None
+    assert metrics.sample(fake_session(parent.pid)) is None
 
 
 def test_no_gateway_no_samples() -> None:
-    assert process_metrics.sample_gateway() == []
+    assert metrics.serving_pools() == []
+    families = list(metrics.PoolCollector().collect())
+    assert families and all(family.samples == [] for family in families)

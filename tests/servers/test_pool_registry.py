@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import anyio
 import pytest
 from django.core.exceptions import ValidationError
 from django.test import Client
@@ -14,7 +15,6 @@ from servers import mcp_json, services
 from servers.forms import McpServerForm
 from servers.hooks import django_hooks
 from servers.models import McpServer, ScalingEvent, Transport
-from tests.conftest import wait_for
 
 PYTHON = sys.executable
 
@@ -140,21 +140,27 @@ def test_pool_fields_round_trip_through_mcp_json() -> None:
 def test_record_scaling_writes_one_event() -> None:
     server = services.save_server(stdio(min_instances=1, max_instances=4))
 
-    event = services.record_scaling(server.pk, 1, 2, "2.5 calls in flight per instance for 5 s")
+    event = ScalingEvent.record(server.pk, 1, 2, "2.5 calls in flight per instance for 5 s")
 
     assert event is not None and list(server.scaling_events.all()) == [event]
-    assert services.record_scaling(server.pk + 1000, 1, 2, "deleted server") is None
+    assert ScalingEvent.record(server.pk + 1000, 1, 2, "deleted server") is None
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_pool_hook_records_events_in_the_background() -> None:
+def test_the_pool_hook_records_events_in_the_background_in_order() -> None:
     server = services.save_server(stdio(min_instances=1, max_instances=4))
 
-    django_hooks().on_scale(server.pk, 2, 3, "load")
+    async def scale() -> None:
+        async with anyio.create_task_group() as owner:
+            hooks = django_hooks(owner.start_soon)
+            hooks.on_scale(server.pk, 2, 3, "load")
+            hooks.on_scale(server.pk, 3, 4, "more load")
+        # The owner's task group ends once the writes it started are done.
 
-    wait_for(lambda: ScalingEvent.objects.filter(server=server).exists(), timeout=10, what="the scaling event")
-    event = ScalingEvent.objects.get(server=server)
-    assert (event.from_instances, event.to_instances, event.reason) == (2, 3, "load")
+    anyio.run(scale)
+
+    events = ScalingEvent.objects.filter(server=server).order_by("id")
+    assert [(e.from_instances, e.to_instances, e.reason) for e in events] == [(2, 3, "load"), (3, 4, "more load")]
 
 
 @pytest.fixture
@@ -167,7 +173,7 @@ def staff(client: Client, admin_user: Any) -> Client:
 def test_admin_shows_pool_fields_and_recent_scaling_events(staff: Client) -> None:
     server = services.save_server(stdio(min_instances=1, max_instances=4))
     for n in range(25):
-        services.record_scaling(server.pk, 1, 2, f"event {n:02d}")
+        ScalingEvent.record(server.pk, 1, 2, f"event {n:02d}")
 
     html = staff.get(reverse("admin:servers_mcpserver_change", args=[server.pk])).content.decode()
     listing = staff.get(reverse("admin:servers_scalingevent_changelist")).content.decode()

@@ -1,9 +1,10 @@
 """The upstream instances of every web process, shared through Redis.
 
 Each web process's gateway runs its own pools of upstream instances (``servers.upstream.pool``).
-Every ``PUBLISH_EVERY`` seconds it stores a snapshot of them under a cache key of its own,
-with a TTL, so a process that died drops out by itself. ``/api/status/`` and the dashboard
-merge the keys of all processes; Prometheus reports the scraped process's own pools.
+Every ``PUBLISH_EVERY`` seconds it stores a snapshot of them under a cache key of its own
+(``upstream-instances:<host>:<pid>``), with a TTL, so a process that died drops out by itself.
+``all_instances`` merges the keys of all processes (``/api/status/`` and the dashboard read it).
+Nothing here holds the running gateway: the gateway passes its pools in.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any, Protocol
 
 from django.core.cache import cache
 
-from monitoring.services import CACHE_ERRORS
+from servers.gateway.outages import CACHE_ERRORS
+from servers.upstream.config import UpstreamConfig
+from servers.upstream.pool import InstanceSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -26,24 +29,16 @@ PUBLISH_EVERY = 5.0  # seconds
 KEY_TTL = 3 * PUBLISH_EVERY
 KEY_PREFIX = "upstream-instances:"
 
+Rows = dict[int, list[dict[str, Any]]]  # server id -> its instances, as plain data
+
 
 class Pool(Protocol):
     """What is read of an upstream pool (``servers.upstream.pool.UpstreamPool``)."""
 
     @property
-    def config(self) -> Any: ...
+    def config(self) -> UpstreamConfig: ...
 
-    def instances(self) -> list[Any]: ...
-
-    def sessions(self) -> list[Any]: ...
-
-
-def gateway_pools() -> list[Pool]:
-    """This process's pools (none before its MCP gateway has started)."""
-    from servers.gateway.app import runner
-
-    upstreams = runner.gateway.upstreams if runner.gateway is not None else None
-    return upstreams.sessions() if upstreams is not None else []
+    def instances(self) -> list[InstanceSnapshot]: ...
 
 
 def process_label() -> str:
@@ -51,13 +46,13 @@ def process_label() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def local_rows(pools: Iterable[Pool]) -> dict[int, list[dict[str, Any]]]:
-    """This process's instances per server id."""
+def local_rows(pools: Iterable[Pool]) -> Rows:
+    """These pools' instances per server id (taken in the pools' event loop)."""
     return {pool.config.id: [asdict(instance) for instance in pool.instances()] for pool in pools}
 
 
-def publish(rows: dict[int, list[dict[str, Any]]]) -> None:
-    """Store this process's instances (`local_rows`, taken in the gateway's loop) for the others to read.
+def publish(rows: Rows) -> None:
+    """Store this process's instances (`local_rows`) for the others to read.
 
     Raises CACHE_ERRORS without Redis: the caller logs the outage once, and the next round comes in seconds.
     """
@@ -72,7 +67,7 @@ def withdraw() -> None:
         logger.warning("upstream instances: Redis unreachable, not withdrawn")
 
 
-def all_instances() -> dict[int, list[dict[str, Any]]]:
+def all_instances() -> Rows:
     """Every live web process's instances per server id, each row naming its process; {} without Redis."""
     try:
         keys = list(cache.iter_keys(KEY_PREFIX + "*"))
@@ -80,7 +75,7 @@ def all_instances() -> dict[int, list[dict[str, Any]]]:
     except CACHE_ERRORS:
         logger.warning("upstream instances: Redis unreachable")
         return {}
-    merged: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    merged: Rows = defaultdict(list)
     for key in sorted(published):
         process = key.removeprefix(KEY_PREFIX)
         for server_id, rows in published[key].items():

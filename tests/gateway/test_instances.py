@@ -11,8 +11,8 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.test import Client
 
-from monitoring import instances
 from monitoring.services import clear_status_cache
+from servers.gateway import instances
 from tests.monitoring.status_helpers import stdio_server
 
 
