@@ -6,6 +6,8 @@ from django.db import models
 
 from servers.models import McpServer, Status
 
+REACHABLE = frozenset({Status.UP, Status.DEGRADED})  # statuses in which a server answers calls
+
 
 class HealthCheck(models.Model):
     """One probe of one server (written by the health-check task)."""

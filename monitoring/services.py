@@ -17,8 +17,8 @@ from django.db.models import F, FloatField, OuterRef, Subquery, Sum
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
-from monitoring.models import HealthCheck, MetricBucket
-from monitoring.status import REACHABLE, monitoring_settings
+from monitoring.models import REACHABLE, HealthCheck, MetricBucket
+from monitoring.status import monitoring_settings
 from servers.gateway.instances import all_instances
 from servers.gateway.outages import CACHE_ERRORS
 from servers.models import McpServer

@@ -14,17 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from monitoring.models import HealthCheck, StatusChange
+from monitoring.models import REACHABLE, HealthCheck, StatusChange
+from servers.discovery import bump_registry_version
 from servers.models import McpServer, Status
+from servers.services import schedule_discovery
 
 logger = logging.getLogger(__name__)
 
 STATUS_GROUP = "status"  # Channels group of live status events (the dashboard's consumer joins it)
-REACHABLE = frozenset({Status.UP, Status.DEGRADED})
 
 
 def monitoring_settings() -> dict[str, Any]:
@@ -187,9 +190,8 @@ def apply_status(server_id: int, *, now: datetime | None = None, thresholds: Thr
 
 def after_change(change: Change) -> None:
     """Side effects of a recorded change; each is best effort (a cache or channel error never fails a check)."""
+    # Here, not at the top: monitoring.services reads monitoring_settings from this module.
     from monitoring.services import refresh_status_cache
-    from servers.discovery import bump_registry_version
-    from servers.services import schedule_discovery
 
     steps: list[tuple[str, Callable[[], object]]] = [
         ("registry version bump", bump_registry_version),
@@ -207,9 +209,6 @@ def after_change(change: Change) -> None:
 
 
 def publish_event(event: dict[str, Any]) -> None:
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
     layer = get_channel_layer()
     if layer is not None:
         async_to_sync(layer.group_send)(STATUS_GROUP, event)

@@ -15,9 +15,10 @@ import socket
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from django.core.cache import cache
+from django_redis.cache import RedisCache
 
 from servers.gateway.outages import CACHE_ERRORS
 from servers.upstream.config import UpstreamConfig
@@ -70,7 +71,7 @@ def withdraw() -> None:
 def all_instances() -> Rows:
     """Every live web process's instances per server id, each row naming its process; {} without Redis."""
     try:
-        keys = list(cache.iter_keys(KEY_PREFIX + "*"))
+        keys = list(cast(RedisCache, cache).iter_keys(KEY_PREFIX + "*"))  # django-redis's own method
         published = cache.get_many(keys)
     except CACHE_ERRORS:
         logger.warning("upstream instances: Redis unreachable")

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
@@ -47,6 +47,8 @@ from servers.upstream.manager import UpstreamManager, upstream_manager
 from servers.upstream.pool import AFFINITY_KEY, PoolSettings, UpstreamPool
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 REFRESH_SECONDS = 1.0
 SNAPSHOT_MAX_AGE = 30.0
@@ -159,8 +161,9 @@ class Gateway:
     async def run(self, started: Callable[[], None], stop: anyio.Event) -> None:
         """Serve until `stop` is set: upstream sessions, the SDK session manager, the refresh loop.
 
-        Work that leaves the call path runs in the gateway's task group: the live tail's sender,
-        the upstream hooks' writes, re-discoveries and health-check requests.
+        Work off the call path runs as tasks of this event loop: the live tail's sender and the
+        upstream hooks' writes in the gateway's task group (it outlives the upstreams, so the last
+        writes finish), re-discoveries and health-check requests in the upstream manager's.
         """
         async with anyio.create_task_group() as tasks:
             live = await tasks.start(live_tail.run)
@@ -311,9 +314,12 @@ class Gateway:
             found = self.snapshot.tool_index.get(name)
             return found[0].tools[name]["inputSchema"] if found else None
         entry = self.snapshot.servers.get(slug)
-        for public, original in entry.tool_names.items() if entry else ():
+        if entry is None:
+            return None
+        for public, original in entry.tool_names.items():
             if original == name:
-                return entry.tools[public]["inputSchema"]
+                schema: dict[str, Any] = entry.tools[public]["inputSchema"]
+                return schema
         return None
 
     def declares_param_headers(self, scope: RequestScope, name: str) -> bool:
@@ -471,7 +477,9 @@ class Gateway:
             self._gates[entry.id] = gate
         return gate
 
-    async def _forward(self, call: CallRecorder, entry: ServerEntry, operation: Callable[[], Awaitable[Any]]) -> Any:
+    async def _forward(
+        self, call: CallRecorder, entry: ServerEntry, operation: Callable[[], Awaitable[T]]
+    ) -> T | ForwardFailure:
         """Run one upstream request under the circuit breaker and the server's gate; never raises upstream errors."""
         admission = self.breaker.admit(entry.id, entry.down, entry.status_changed_at)
         if not admission.allowed:
