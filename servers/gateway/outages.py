@@ -1,7 +1,7 @@
 """What this process knows of its dependencies (PostgreSQL, Redis): one log line when one goes away, one when back.
 
 A dependency that is down makes every periodic task fail every time; logging each failure
-(with its traceback) would bury the log. Callers (the gateway's loop, the live tail's thread)
+(with its traceback) would bury the log. Callers (the gateway's tasks, Django's request threads)
 report each outcome; only the changes are logged.
 """
 
