@@ -6,11 +6,11 @@ worker thread through `run_blocking`, started from the owner's task group when n
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from typing import TypeVar, TypeVarTuple
 
-import anyio.to_thread
 from django.db import DatabaseError, connection
 
 T = TypeVar("T")
@@ -20,9 +20,11 @@ Args = TypeVarTuple("Args")
 async def run_blocking(function: Callable[[*Args], T], *args: *Args) -> T:
     """`function(*args)` in a worker thread, whose database connection is closed after it.
 
-    Worker threads are pooled and outlive the call: a connection left open would stay open,
-    idle, per thread (and one an outage broke would fail the next call). A cancelled caller
-    does not wait: the thread finishes on its own, closing its connection all the same.
+    Worker threads are the event loop's default executor: pooled, they outlive the call, and a
+    connection left open would stay open, idle, per thread (and one an outage broke would fail
+    the next call). A cancelled caller does not wait: the thread finishes on its own, closing
+    its connection all the same. (Not anyio's worker threads: those are stopped only when the
+    loop's root task ends, which never happens under daphne, whose exit would then hang.)
 
     The request-log writer (logs.writer) is the one exception: a thread of its own for the
     life of the process, with its own connection, that batches what calls hand it.
@@ -35,4 +37,4 @@ async def run_blocking(function: Callable[[*Args], T], *args: *Args) -> T:
             with contextlib.suppress(DatabaseError):  # a connection the outage broke: nothing left to close
                 connection.close()
 
-    return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+    return await asyncio.to_thread(call)
