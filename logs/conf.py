@@ -1,6 +1,6 @@
 """The logs app's settings: one frozen object read from Django settings, every default written here once.
 
-Each setting may be given in the environment under its Django name (see ``mcphub/settings.py``).
+The environment sets those the README documents under the same name (``mcphub/settings.py``).
 """
 
 from __future__ import annotations

@@ -210,8 +210,8 @@ SPECTACULAR_SETTINGS = {
 
 # --- The apps' own settings -----------------------------------------------------------------
 # Read through each app's conf.py (logs/conf.py, servers/conf.py, monitoring/conf.py), which holds each
-# one's type, default and meaning. The environment sets any of these under the same name; unset, the
-# default in conf.py applies.
+# one's type, default and meaning. The environment sets those named below (the README's) under the same
+# name; unset, conf.py's default applies.
 APP_SETTINGS_FROM_ENVIRONMENT = (
     "LOGS_RETENTION_MONTHS",
     "MCPHUB_TOOL_SEPARATOR",

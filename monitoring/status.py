@@ -29,10 +29,12 @@ REACHABLE = frozenset({Status.UP, Status.DEGRADED})
 
 @dataclass(frozen=True)
 class Thresholds:
-    degraded_latency_ms: float = 1000.0
-    down_after: int = 3  # consecutive failures
-    recent_checks: int = 3  # a failure among these (but fewer than down_after in a row): degraded
-    stale_factor: float = 3.0  # last check older than this many intervals: unknown
+    """What status derivation compares checks against (the hub's from monitoring/conf.py)."""
+
+    degraded_latency_ms: float
+    down_after: int  # consecutive failures
+    recent_checks: int  # a failure among these (but fewer than down_after in a row): degraded
+    stale_factor: float  # last check older than this many intervals: unknown
 
     @classmethod
     def from_settings(cls) -> Thresholds:

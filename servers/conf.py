@@ -1,6 +1,6 @@
 """The servers app's settings: one frozen object read from Django settings, every default written here once.
 
-Each setting may be given in the environment under its Django name (see ``mcphub/settings.py``). The pool
+The environment sets those the README documents under the same name (``mcphub/settings.py``). The pool
 settings are the upstream layer's own value object (`PoolSettings`, defaults there), built here from
 ``MCPHUB_POOL_<FIELD>``.
 """

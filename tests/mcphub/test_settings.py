@@ -42,7 +42,7 @@ def _settings_in_subprocess(env: dict[str, str], expression: str) -> str:
 def test_secret_key_is_generated_once_and_kept(tmp_path) -> None:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="mcphub.settings", MCPHUB_VAR_DIR=str(tmp_path))
     env.pop("SECRET_KEY", None)
-    # Point at the running services so the subprocess starts no embedded server of its own.
+    # Any URLs do: settings only read them.
     env.update(DATABASE_URL="postgresql://postgres@127.0.0.1:1/unused", REDIS_URL=settings.REDIS_URL)
 
     first = _settings_in_subprocess(env, "settings.SECRET_KEY")
