@@ -125,9 +125,8 @@ def _pgdata() -> Path:
 def _import_pgserver() -> ModuleType:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI); pgserver's /tmp fallback is fine.
-        # Imported here, under that filter, and only by a hub that uses the embedded server.
         warnings.simplefilter("ignore")
-        import pgserver
+        # Imported here, under that filter, and only by a hub that uses the embedded server (binds `pgserver`).
         import pgserver.utils
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every pg_ctl call at INFO
     return pgserver
