@@ -7,15 +7,13 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import extend_schema
-from rest_framework import generics, permissions, serializers
+from rest_framework import permissions, serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
-from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from logs.api.query import query_params, query_value
+from logs.api.base import ListAPIView, query_value
 from logs.api.serializers import RequestLogFilterSerializer, RequestLogSerializer
 from logs.models import RequestLog
 from logs.services import LogFilter
@@ -67,22 +65,13 @@ class RequestLogPagination(CursorPagination):
         return parameters
 
 
-class RequestLogList(generics.ListAPIView):
+class RequestLogList(ListAPIView):
     """The request log within ``since``..``until`` (default: the last 24 hours), newest first."""
 
     serializer_class = RequestLogSerializer
     pagination_class = RequestLogPagination
     permission_classes = [permissions.IsAdminUser]  # staff login; bearer tokens come with the token issue
-
-    @extend_schema(parameters=[RequestLogFilterSerializer])
-    def get(self, request: Request, *args: object, **kwargs: object) -> Response:
-        return super().get(request, *args, **kwargs)
+    query_serializer = RequestLogFilterSerializer
 
     def get_queryset(self) -> QuerySet[RequestLog]:
-        pagination = RequestLogPagination
-        params = query_params(
-            self.request,
-            RequestLogFilterSerializer,
-            also={pagination.cursor_query_param, pagination.page_size_query_param},
-        )
-        return LogFilter(**params).queryset()
+        return LogFilter(**self.query).queryset()
