@@ -16,7 +16,7 @@ registry's bearer tokens into DRF, so no app below ``servers`` has to import the
 from __future__ import annotations
 
 from collections.abc import Collection
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
@@ -80,20 +80,28 @@ class QueryParamsMixin:
     # (No docstring on the bases: drf-spectacular would show it as the description of every view without one.)
 
     query_serializer: QuerySerializer | None = None  # None: no parameter taken, any is refused
-    query: dict[str, Any]  # the validated parameters, set before the handler runs
+    request: Request
     schema = QuerySchema()
 
     def get_query_serializer_class(self) -> QuerySerializer | None:
         return self.query_serializer
+
+    @cached_property
+    def query(self) -> dict[str, Any]:
+        """The validated query parameters (with the serializer's defaults)."""
+        paginator = getattr(self, "pagination_class", None)
+        also = _pagination_params(paginator) if paginator is not None else frozenset()
+        return validate_query(self.request, self.get_query_serializer_class(), also=also)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         method = (request.method or "").lower()
         # As DRF's dispatch finds the handler: a method without one is answered 405, whatever its parameters.
         has_handler = method in self.http_method_names and hasattr(self, method)  # type: ignore[attr-defined]
-        paginator = getattr(self, "pagination_class", None)
-        also = _pagination_params(paginator) if paginator is not None else frozenset()
-        self.query = validate_query(request, self.get_query_serializer_class(), also=also) if has_handler else {}
+        # Without parameters nothing can be refused: the values (defaults) are made when first read, so
+        # a handler that does not read them (the status endpoint's cached answer) pays nothing.
+        if has_handler and request.query_params:
+            self.query  # noqa: B018  (validated now, before the handler)
 
 
 @cache
