@@ -246,9 +246,6 @@ def probe(server: McpServer, *, call_timeout: float | None = None) -> ProbeResul
 
     ``call_timeout`` bounds each round trip (default: the server's own call timeout).
     """
-    config = server.upstream_config()
-    if call_timeout is not None:
-        config = replace(config, call_timeout=call_timeout)
 
     async def round_trip(session: UpstreamPool) -> ProbeResult:
         await session.ping()
@@ -259,6 +256,9 @@ def probe(server: McpServer, *, call_timeout: float | None = None) -> ProbeResul
 
     started = time.perf_counter()
     try:
+        config = server.upstream_config()
+        if call_timeout is not None:
+            config = replace(config, call_timeout=call_timeout)
         return async_to_sync(_with_session)(config, round_trip)
     except Exception as exc:
         return ProbeResult(False, (time.perf_counter() - started) * 1000, error=describe(exc))
