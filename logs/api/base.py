@@ -70,17 +70,17 @@ class QuerySchema(AutoSchema):
     """The OpenAPI schema of a view with declared query parameters: the serializer's fields, one parameter each."""
 
     def get_override_parameters(self) -> list[Any]:
-        serializer_class = self.view.get_query_serializer_class()
+        view = self.view
+        serializer_class = view.get_query_serializer_class() if isinstance(view, APIView) else None
         return [*super().get_override_parameters(), *([serializer_class] if serializer_class is not None else [])]
 
 
-class QueryParamsMixin:
+class APIView(views.APIView):
     # Validates the query parameters of every request that reaches a handler (a 405 stays a 405), after
     # authentication and permissions: a refused request learns nothing from its parameters.
     # (No docstring on the bases: drf-spectacular would show it as the description of every view without one.)
 
     query_serializer: QuerySerializer | None = None  # None: no parameter taken, any is refused
-    request: Request
     schema = QuerySchema()
 
     def get_query_serializer_class(self) -> QuerySerializer | None:
@@ -94,10 +94,10 @@ class QueryParamsMixin:
         return validate_query(self.request, self.get_query_serializer_class(), also=also)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        super().initial(request, *args, **kwargs)
         method = (request.method or "").lower()
         # As DRF's dispatch finds the handler: a method without one is answered 405, whatever its parameters.
-        has_handler = method in self.http_method_names and hasattr(self, method)  # type: ignore[attr-defined]
+        has_handler = method in self.http_method_names and hasattr(self, method)
         # Without parameters nothing can be refused: the values (defaults) are made when first read, so
         # a handler that does not read them (the status endpoint's cached answer) pays nothing.
         if has_handler and request.query_params:
@@ -111,9 +111,5 @@ def _pagination_params(pagination_class: type) -> frozenset[str]:
     return frozenset(name for name in names if name)
 
 
-class APIView(QueryParamsMixin, views.APIView):
-    pass
-
-
-class ListAPIView(QueryParamsMixin, generics.ListAPIView):
+class ListAPIView(APIView, generics.ListAPIView):
     pass

@@ -49,8 +49,9 @@ class RequestLogPagination(CursorPagination):
             raise invalid from error
         # The position is a created_at the filter compares with: a forged one must not reach the database.
         if cursor is not None and cursor.position is not None:
+            position = str(cursor.position)  # the text of the cursor (typed int in the stubs, a str at run time)
             try:
-                valid = parse_datetime(cursor.position) is not None and "\x00" not in cursor.position
+                valid = parse_datetime(position) is not None and "\x00" not in position
             except ValueError:
                 valid = False
             if not valid:

@@ -9,8 +9,6 @@ or read-only token by default.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import QuerySet
 from rest_framework import viewsets
 
@@ -18,12 +16,11 @@ from logs.api import base
 from servers.api.authentication import StaffOrTokenReadOnly, visible_server_ids
 
 
-class TokenScopedMixin(base.QueryParamsMixin):
+class APIView(base.APIView):
     # Staff see every server; a token limited to some servers sees only those, as if the others did not exist.
     # (No docstring on the bases: drf-spectacular would show it as the description of every view without one.)
 
     permission_classes = [StaffOrTokenReadOnly]
-    request: Any
 
     def visible_server_ids(self) -> frozenset[int] | None:
         """The servers this request may see: None for all (staff, unrestricted tokens)."""
@@ -35,13 +32,9 @@ class TokenScopedMixin(base.QueryParamsMixin):
         return queryset if server_ids is None else queryset.filter(**{f"{field}__in": server_ids})
 
 
-class APIView(TokenScopedMixin, base.APIView):
+class GenericViewSet(APIView, viewsets.GenericViewSet):
     pass
 
 
-class GenericViewSet(TokenScopedMixin, viewsets.GenericViewSet):
-    pass
-
-
-class ModelViewSet(TokenScopedMixin, viewsets.ModelViewSet):
+class ModelViewSet(APIView, viewsets.ModelViewSet):
     pass
