@@ -17,7 +17,7 @@ class StatusFilterSerializer(serializers.Serializer):
 
 
 class InstanceSerializer(serializers.Serializer):
-    """One running instance of a server in one web process (see ``monitoring.instances``)."""
+    """One running instance of a server in one web process (see ``servers.gateway.instances``)."""
 
     process = serializers.CharField(help_text="The web process running it (host:pid).")
     index = serializers.IntegerField()

@@ -10,7 +10,7 @@ import mcp_types as types
 from mcp.server import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
-from servers.gateway.auth import TokenInfo
+from servers.tokens import TokenInfo
 
 Ctx = ServerRequestContext[Any, Any]
 

@@ -34,6 +34,7 @@ from mcp_types import SERVER_INFO_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from servers.blocking import run_blocking
+from servers.conf import servers_conf
 from servers.discovery import rediscover_live, registry_version
 from servers.gateway import instances, metrics, outages
 from servers.gateway.breaker import CircuitBreaker, request_health_check
@@ -44,7 +45,7 @@ from servers.gateway.scope import CURRENT_SLUG, Ctx, RequestScope
 from servers.hooks import django_hooks
 from servers.upstream.errors import UpstreamError, UpstreamOverloaded, UpstreamTimeout
 from servers.upstream.manager import UpstreamManager, upstream_manager
-from servers.upstream.pool import AFFINITY_KEY, PoolSettings, UpstreamPool
+from servers.upstream.pool import AFFINITY_KEY, UpstreamPool
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def _security_settings() -> TransportSecuritySettings:
     if "*" in hosts:
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     allowed_hosts = [pattern for host in hosts for pattern in (host, f"{host}:*")]
-    origins = list(settings.MCPHUB_ALLOWED_ORIGINS) + [
+    origins = list(servers_conf().allowed_origins) + [
         f"{scheme}://{host}:*" for host in hosts for scheme in ("http", "https")
     ]
     origins += [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
@@ -153,7 +154,7 @@ class Gateway:
         self.session_manager = StreamableHTTPSessionManager(
             app=self.server,
             security_settings=_security_settings(),
-            max_request_body_size=settings.MCPHUB_MAX_REQUEST_BYTES,
+            max_request_body_size=servers_conf().max_request_bytes,
         )
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -168,8 +169,7 @@ class Gateway:
         async with anyio.create_task_group() as tasks:
             live = await tasks.start(live_tail.run)
             hooks = django_hooks(tasks.start_soon, self._on_upstream_tools_changed)
-            pool_settings = PoolSettings.from_mapping(settings.MCPHUB_POOL)
-            async with upstream_manager(hooks, pool_settings) as upstreams, self.session_manager.run():
+            async with upstream_manager(hooks, servers_conf().pool) as upstreams, self.session_manager.run():
                 self.upstreams = upstreams
                 with metrics.serving(upstreams):
                     await self.refresh(force=True)
@@ -255,7 +255,7 @@ class Gateway:
         try:
             while True:
                 since = time.monotonic() - self._relisted_at.get(server_id, -math.inf)
-                await anyio.sleep(max(0.0, settings.MCPHUB_RELIST_MIN_INTERVAL - since))
+                await anyio.sleep(max(0.0, servers_conf().relist_min_interval - since))
                 self._rediscover_again.discard(server_id)
                 self._relisted_at[server_id] = time.monotonic()
                 logger.info("server %s announced a tool list change; re-listing", server_id)
@@ -473,7 +473,7 @@ class Gateway:
     def _gate(self, entry: ServerEntry) -> ServerGate:
         gate = self._gates.get(entry.id)
         if gate is None or gate.limit != entry.config.max_concurrent_calls:
-            gate = ServerGate(entry.config.max_concurrent_calls, settings.MCPHUB_MAX_QUEUED_CALLS)
+            gate = ServerGate(entry.config.max_concurrent_calls, servers_conf().max_queued_calls)
             self._gates[entry.id] = gate
         return gate
 
