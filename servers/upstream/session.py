@@ -137,7 +137,7 @@ class UpstreamSession(Upstream):
                     self._client = None
                     self.stats.connected_since = None
                     self._finish_attempt()
-                if self._ends():
+                if self._must_end():
                     break
                 reason = self._reconnect_reason or self.stats.last_error or "connection ended"
                 self.stats.restarts += 1
@@ -201,7 +201,7 @@ class UpstreamSession(Upstream):
     def _idle_expired(self) -> bool:
         return idle_expired(self.config, self.stats.in_flight, self.stats.last_used)
 
-    def _ends(self) -> bool:
+    def _must_end(self) -> bool:
         """Stopped, idle or retired: the supervisor ends instead of reconnecting."""
         return self._stopping or self._idle_expired() or self._retiring
 
