@@ -41,8 +41,8 @@ from prometheus_client.registry import Collector
 
 from logs.models import TABLE as REQUEST_LOG_TABLE
 from monitoring import instances, metrics, process_metrics
-from servers.gateway.auth import TokenInfo, authenticate, bearer_secret
 from servers.models import McpServer, Status
+from servers.tokens import TokenInfo, authenticate, bearer_secret
 
 LATENCY_WINDOW = timedelta(minutes=5)
 QUANTILES = (0.5, 0.95, 0.99)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -213,8 +213,3 @@ def publish_event(event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is not None:
         async_to_sync(layer.group_send)(STATUS_GROUP, event)
-
-
-def stale_before(now: datetime, interval: float, thresholds: Thresholds) -> datetime:
-    """Checks older than this make a server's status unknown."""
-    return now - timedelta(seconds=thresholds.stale_factor * interval)

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 @shared_task(name="monitoring.tasks.check_server", ignore_result=True)
 def check_server(server_id: int, due_only: bool = False) -> None:
     """Check one server now (also sent by name from the gateway after a successful breaker trial)."""
-    checks.check_server(server_id, due_only=due_only)
+    checks.run_health_check(server_id, due_only=due_only)
 
 
 @shared_task(name="monitoring.tasks.schedule_checks", ignore_result=True)

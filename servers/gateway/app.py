@@ -42,8 +42,8 @@ from sse_starlette.sse import AppStatus
 
 from logs.writer import close_writer, get_writer
 from servers.gateway import stateless
-from servers.gateway.auth import AuthUnavailable, TokenInfo, authenticate_cached, bearer_secret
 from servers.gateway.server import CURRENT_SLUG, Gateway, RequestScope
+from servers.tokens import AuthUnavailable, TokenInfo, authenticate_cached, bearer_secret
 
 logger = logging.getLogger(__name__)
 

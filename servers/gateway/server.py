@@ -39,11 +39,11 @@ from logs.writer import LogRecord, submit
 from monitoring import instances
 from servers.discovery import rediscover_live, registry_version
 from servers.gateway import live, outages
-from servers.gateway.auth import TokenInfo
 from servers.gateway.breaker import CircuitBreaker, request_health_check
 from servers.gateway.names import split_uri
 from servers.gateway.registry import ServerEntry, Snapshot, build_snapshot
 from servers.hooks import django_hooks
+from servers.tokens import TokenInfo
 from servers.upstream.errors import UpstreamError, UpstreamOverloaded, UpstreamTimeout
 from servers.upstream.interface import Upstream
 from servers.upstream.manager import UpstreamManager, upstream_manager

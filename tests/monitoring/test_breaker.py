@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from servers import services
-from servers.discovery import bump_registry_version
+from servers.discovery import bump_registry_version, discover
 from servers.gateway.breaker import CircuitBreaker
 from servers.models import McpServer
 from tests.conftest import free_port, http_fixture_server, hub_env, run_web, wait_for
@@ -161,7 +161,7 @@ def test_a_failed_trial_reopens_the_breaker(hub: Hub) -> None:
     port = free_port()
     with http_fixture_server(port=port) as url:
         remote = McpServer.objects.create(name="remote", slug="remote", transport="streamable_http", url=url)
-        services.discover_now(remote)
+        discover(remote)
     bump_registry_version()
 
     mark_down("remote", seconds_ago=60)  # cooled down long ago: the next call is a trial
