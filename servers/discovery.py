@@ -7,11 +7,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
-from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from servers.conf import servers_conf
 from servers.hooks import django_hooks
 from servers.models import McpServer, Prompt, Resource, Tool
 from servers.upstream.config import UpstreamConfig
@@ -201,7 +201,7 @@ def cached_tools(server: McpServer) -> list[dict[str, Any]]:
             for tool in server.tools.filter(enabled=True).order_by("name")
             if server.tool_visible(tool.name)
         ]
-        cache.set(key, tools, settings.MCPHUB_TOOLS_CACHE_TTL)
+        cache.set(key, tools, servers_conf().tools_cache_ttl)
     return tools
 
 

@@ -35,12 +35,12 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-from django.conf import settings
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from sse_starlette.sse import AppStatus
 
 from logs.writer import close_writer, get_writer
+from servers.conf import servers_conf
 from servers.gateway import stateless
 from servers.gateway.server import CURRENT_SLUG, Gateway, RequestScope
 from servers.tokens import AuthUnavailable, TokenInfo, authenticate_cached, bearer_secret
@@ -256,7 +256,7 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
     CURRENT_SLUG.set(slug)
     request_scope = RequestScope(token=token, slug=slug)
     if scope["method"] == "POST":
-        limit = settings.MCPHUB_MAX_REQUEST_BYTES
+        limit = servers_conf().max_request_bytes
         body, complete = await stateless.read_body(receive, limit)
         if len(body) > limit:
             await _too_large(receive, send, limit, complete)

@@ -23,7 +23,7 @@ COOLDOWN = 3.0
 
 @pytest.fixture
 def cooldown(settings) -> float:
-    settings.MONITORING = {**settings.MONITORING, "BREAKER_COOLDOWN": 0.3}
+    settings.MONITORING_BREAKER_COOLDOWN = 0.3
     return 0.3
 
 
