@@ -55,7 +55,7 @@ def serving(upstreams: UpstreamManager) -> Iterator[None]:
 
 def serving_pools() -> list[UpstreamPool]:
     """The pools of this process's running gateway (none before it started)."""
-    return [pool for upstreams in _serving for pool in upstreams.sessions()]
+    return [pool for upstreams in _serving for pool in upstreams.pools()]
 
 
 def _process(pid: int) -> psutil.Process:
