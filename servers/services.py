@@ -81,8 +81,6 @@ def set_tools_enabled(changes: dict[int, bool]) -> int:
     return changed
 
 
-
-
 def request_health_check(server_id: int) -> None:
     """Ask a monitoring worker to check this server now (the breaker's successful trial call).
 
