@@ -270,6 +270,9 @@ MCPHUB_MAX_QUEUED_CALLS = int(os.environ.get("MCPHUB_MAX_QUEUED_CALLS", "64"))
 # A stateless-era call silent this long turns its answer into an SSE stream with keep-alive pings
 # (as the SDK does), so that a proxy's idle-read timeout does not cut a long call.
 MCPHUB_SSE_KEEPALIVE_SECONDS = float(os.environ.get("MCPHUB_SSE_KEEPALIVE_SECONDS", "15"))
+# The stateless hot path (servers/gateway/stateless.py, servers/upstream/relay.py); off ("0"/"false"),
+# every /mcp request goes through the SDK's session manager.
+MCPHUB_FAST_PATH = env_bool("MCPHUB_FAST_PATH", default=True)
 # Origins allowed to call /mcp from a browser (DNS-rebinding protection); hosts come from ALLOWED_HOSTS.
 MCPHUB_ALLOWED_ORIGINS = env_list("MCPHUB_ALLOWED_ORIGINS", "")
 # Upstream pools (servers with several instances), read by servers.upstream.pool.PoolSettings.

@@ -1,4 +1,4 @@
-"""A live hub (daphne, or the Procfile's uvicorn, on loopback) with real upstream servers registered and discovered."""
+"""A live hub (the Procfile's web command on loopback) with real upstream servers registered and discovered."""
 
 from __future__ import annotations
 
@@ -90,26 +90,19 @@ def register_fixture(slug: str, *flags: str, **fields: object) -> McpServer:
 
 
 @contextmanager
-def live_hub(procfile: bool = False, **env: str) -> Iterator[Hub]:
+def live_hub(**env: str) -> Iterator[Hub]:
     """Servers `fixture` (SDK fixture, both eras) and `quick` (call timeout 2 s), an all-servers token, the web."""
     register_fixture("fixture")
     register_fixture("quick", call_timeout=2)
     _token, secret = services.create_token("tests")
-    with run_web(hub_env(**env), procfile=procfile) as server:
+    with run_web(hub_env(**env)) as server:
         yield Hub(server.url, secret, server)
 
 
 @pytest.fixture
 def hub(transactional_db: None) -> Iterator[Hub]:
-    """`live_hub` under daphne, with a 1 MB request limit."""
+    """`live_hub` with a 1 MB request limit."""
     with live_hub(MCPHUB_MAX_REQUEST_BYTES="1000000") as hub:
-        yield hub
-
-
-@pytest.fixture
-def procfile_hub(transactional_db: None) -> Iterator[Hub]:
-    """`live_hub` under the Procfile's uvicorn command, with a 1 MB request limit."""
-    with live_hub(procfile=True, MCPHUB_MAX_REQUEST_BYTES="1000000") as hub:
         yield hub
 
 

@@ -57,7 +57,7 @@ EXPIRES_IN = 8  # seconds: a token shown to the hub just before the outage expir
 def test_database_outage_known_token_keeps_calling_unknown_token_gets_503(newcomer: str) -> None:
     with (
         tcp_proxy(live_database_url()) as (proxy, database_url),
-        live_hub(procfile=True, DATABASE_URL=database_url) as hub,
+        live_hub(DATABASE_URL=database_url) as hub,
     ):
         session_id = hub.open_session()  # a handshake-era session, opened before the outage
         _assert_all_answered(_calls_for(hub, 1))
@@ -105,7 +105,7 @@ def test_database_outage_known_token_keeps_calling_unknown_token_gets_503(newcom
 
 
 def test_redis_outage_is_one_warning_and_one_line_when_back(transactional_db: None) -> None:
-    with tcp_proxy(settings.REDIS_URL) as (proxy, redis_url), live_hub(procfile=True, REDIS_URL=redis_url) as hub:
+    with tcp_proxy(settings.REDIS_URL) as (proxy, redis_url), live_hub(REDIS_URL=redis_url) as hub:
         _assert_all_answered(_calls_for(hub, 1))
         proxy.cut()
         during = _calls_for(hub, 8)  # several snapshot refreshes (1 s) and instance publications (5 s)

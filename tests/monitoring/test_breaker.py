@@ -99,7 +99,7 @@ def test_a_new_down_period_starts_afresh(cooldown: float) -> None:
 
 @pytest.fixture
 def hub(transactional_db: None) -> Iterator[Hub]:
-    """The stdio fixture server `fixture`, a token, daphne with a 3 s breaker cool-down."""
+    """The stdio fixture server `fixture`, a token, the web with a 3 s breaker cool-down."""
     register_fixture("fixture")
     _token, secret = services.create_token("tests")
     with run_web(hub_env(MONITORING_BREAKER_COOLDOWN=str(COOLDOWN))) as server:
