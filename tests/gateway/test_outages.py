@@ -19,8 +19,7 @@ from servers import services
 from servers.gateway.auth import TOKEN_CACHE_SECONDS
 from servers.models import AccessToken
 from tests.conftest import live_database_url, wait_for
-from tests.gateway.conftest import Hub, live_hub, tcp_proxy, tool_call
-from tests.gateway.test_stateless_calls import answer, call
+from tests.gateway.conftest import Hub, answer, live_hub, tcp_proxy, tool_call
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +29,7 @@ def _calls_for(hub: Hub, seconds: float) -> list[httpx2.Response]:
     responses = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        responses.append(call(hub, "fixture__add", {"a": len(responses), "b": 1}, len(responses)))
+        responses.append(hub.call("fixture__add", {"a": len(responses), "b": 1}, len(responses)))
         time.sleep(0.05)
     return responses
 
@@ -64,22 +63,21 @@ def test_database_outage_known_token_keeps_calling_unknown_token_gets_503(newcom
         token, expiring = services.create_token("expiring")
         AccessToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() + timedelta(seconds=EXPIRES_IN))
         expires = time.monotonic() + EXPIRES_IN
-        before_expiry = call(hub, "fixture__add", {"a": 1, "b": 1}, Authorization=f"Bearer {expiring}")
+        before_expiry = hub.call("fixture__add", {"a": 1, "b": 1}, Authorization=f"Bearer {expiring}")
 
         proxy.cut()
         during = _calls_for(hub, TOKEN_CACHE_SECONDS + 5)  # past the token cache's expiry
         handshake = hub.in_session(session_id, tool_call("fixture__echo", {"text": "during"}))
         time.sleep(max(0.0, expires + 1 - time.monotonic()))
-        after_expiry = call(hub, "fixture__add", {"a": 1, "b": 1}, Authorization=f"Bearer {expiring}")
-        refused = call(hub, "fixture__add", {"a": 1, "b": 1}, Authorization=f"Bearer {newcomer}")
-        wrong = call(hub, "fixture__add", {"a": 1, "b": 1}, Authorization="Bearer never-issued")
+        after_expiry = hub.call("fixture__add", {"a": 1, "b": 1}, Authorization=f"Bearer {expiring}")
+        refused = hub.call("fixture__add", {"a": 1, "b": 1}, Authorization=f"Bearer {newcomer}")
+        wrong = hub.call("fixture__add", {"a": 1, "b": 1}, Authorization="Bearer never-issued")
         log_during = _log(hub)
 
         proxy.restore()
         accepted = wait_for(
             lambda: (
-                (r := call(hub, "fixture__add", {"a": 2, "b": 2}, Authorization=f"Bearer {newcomer}")).status_code
-                == 200
+                (r := hub.call("fixture__add", {"a": 2, "b": 2}, Authorization=f"Bearer {newcomer}")).status_code == 200
                 and r
             ),
             timeout=60,
