@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import calendar
+import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
@@ -31,6 +34,8 @@ class BoundedCountPaginator(Paginator):
     table of hundreds of millions of rows takes minutes.
     """
 
+    object_list: QuerySet[Any]  # the admin paginates querysets only
+
     @cached_property
     def count(self) -> int:
         queryset = self.object_list
@@ -47,8 +52,6 @@ def estimate_rows(queryset: QuerySet[Any]) -> int:
         cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
         plan = cursor.fetchone()[0]
     if isinstance(plan, str):
-        import json
-
         plan = json.loads(plan)
     return int(plan[0]["Plan"]["Plan Rows"])
 
@@ -124,7 +127,8 @@ class RequestLogAdmin(admin.ModelAdmin):
         return False
 
     def get_queryset(self, request: HttpRequest) -> RequestLogQuerySet:
-        rows: RequestLogQuerySet = super().get_queryset(request)
+        # ModelAdmin's stubs return a plain QuerySet; RequestLog's manager is RequestLogQuerySet.as_manager().
+        rows = cast(RequestLogQuerySet, super().get_queryset(request))
         match = request.resolver_match
         if not _date_params(request) and match is not None and (match.url_name or "").endswith("_changelist"):
             # No date picked: the last 24 hours, so the list touches one or two partitions.
@@ -147,8 +151,6 @@ class RequestLogAdmin(admin.ModelAdmin):
     def partitions_view(self, request: HttpRequest) -> HttpResponse:
         """The partitions with their bounds, sizes and row estimates (catalog reads only)."""
         if not self.has_view_permission(request):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         rows = partitions.list_partitions()
         context = {
@@ -175,8 +177,6 @@ def date_choices(request: HttpRequest) -> dict[str, Any]:
     base = {k: v for k, v in request.GET.items() if not k.startswith("created_at__") and k != "p"}
 
     def link(**dates: int) -> str:
-        from urllib.parse import urlencode
-
         return "?" + urlencode({**base, **{f"created_at__{k}": v for k, v in dates.items()}})
 
     try:

@@ -13,6 +13,7 @@ class LogsConfig(AppConfig):
 
 def ensure_partitions_after_migrate(using: str = "default", **kwargs: object) -> None:
     """A fresh install (or a test database) gets this month's and the next months' partitions."""
+    # Here, not at the top: Django imports apps.py before the app registry is ready, and models need it.
     from logs.models import TABLE
     from logs.partitions import ensure_partitions
 

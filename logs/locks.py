@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from django.core.cache import cache
+from django_redis.cache import RedisCache
+from redis.lock import Lock
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +23,9 @@ def run_locked(namespace: str, name: str, work: Callable[[], T], timeout: int) -
 
     `timeout` makes the lock expire even if a worker dies holding it.
     """
-    lock = cache.lock(f"{namespace}:lock:{name}", timeout=timeout)
+    # django-redis's cache (settings.CACHES) has lock(), which BaseCache, as typed, has not; its key gets the
+    # cache's prefix and version like every other cache key.
+    lock: Lock = cast(RedisCache, cache).lock(f"{namespace}:lock:{name}", timeout=timeout)
     if not lock.acquire(blocking=False):
         logger.info("%s: already running elsewhere, skipped", name)
         return None

@@ -21,8 +21,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db import connections, transaction
+from django.db import OperationalError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from logs.models import TABLE
@@ -149,7 +150,7 @@ def ensure_partitions(
 
 
 def _create_partition(
-    connection: BaseDatabaseWrapper, cursor: object, table: str, month: datetime, default: str | None
+    connection: BaseDatabaseWrapper, cursor: CursorWrapper, table: str, month: datetime, default: str | None
 ) -> int:
     """Create one month's partition; rows of that month sitting in DEFAULT are moved into it.
 
@@ -235,8 +236,6 @@ def drop_partitions(
 def _detach_with_lock_timeout(connection: BaseDatabaseWrapper, using: str, parent: str, name: str) -> None:
     """Plain DETACH in a short transaction; give up waiting for the lock after a few seconds and
     retry, so a long query never makes every writer queue behind us."""
-    from django.db import OperationalError
-
     for attempt in range(1, DETACH_ATTEMPTS + 1):
         try:
             with transaction.atomic(using=using), connection.cursor() as cursor:

@@ -61,7 +61,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -207,7 +207,7 @@ class _Control:
 
 def conninfo_from_settings(alias: str = "default") -> dict[str, Any]:
     """psycopg connection parameters for ``settings.DATABASES[alias]`` (the writer's own connection)."""
-    db = settings.DATABASES[alias]
+    db: Mapping[str, Any] = settings.DATABASES[alias]
     params: dict[str, Any] = {
         key: value
         for key, value in (db.get("OPTIONS") or {}).items()
