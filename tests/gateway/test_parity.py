@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -48,9 +47,9 @@ RECORD_FIELDS = (
     "protocol_era",
     "token_name",
 )
-# What each run also calls, its records left out: `narrow__add` connects narrow before `narrow__slow` holds its
-# one slot; `narrow__pid` marks the end of a run (its record written means every record before it is).
-WARM, HOLD, MARK = ("narrow", "add"), ("narrow", "slow"), ("narrow", "pid")
+# What each run also calls, its records left out: `narrow__slow` holds narrow's one slot, `narrow__add` probes
+# until it is held; `narrow__pid` marks the end of a run (its record written means every record before it is).
+PROBE, HOLD, MARK = ("narrow", "add"), ("narrow", "slow"), ("narrow", "pid")
 # The one part of an answer that legitimately differs between two runs: the breaker's countdown.
 COUNTDOWN = re.compile(r"next trial call in \d+ s")
 
@@ -133,17 +132,20 @@ def run_case(case: Case, upstreams: Upstreams, fast_path: str) -> Seen:
         hub = Hub(web.url, upstreams.tokens["all"], web)
         holder = None
         if case.busy:
-            assert hub.call("narrow__add", {"a": 1, "b": 1}).status_code == 200  # connected
-            holder = pool.submit(hub.call, "narrow__slow", {"seconds": 5})
-            time.sleep(2)  # the holder is in its slot
+            holder = pool.submit(hub.call, "narrow__slow", {"seconds": 8})
+            wait_for(lambda: _probe_refused(hub), timeout=60, what="the holder to take narrow's one slot")
         response = hub.call(case.tool, case.arguments, token=upstreams.tokens[case.token], **case.headers)
         if holder is not None:
             assert holder.result().status_code == 200
         assert hub.call("narrow__pid", {}).status_code == 200
         wait_for(lambda: RequestLog.objects.filter(server_slug="narrow", tool="pid").exists(), what="the records")
     records = RequestLog.objects.order_by("id").values(*RECORD_FIELDS)
-    ours = [_without_countdown(r) for r in records if (r["server_slug"], r["tool"]) not in (WARM, HOLD, MARK)]
+    ours = [_without_countdown(r) for r in records if (r["server_slug"], r["tool"]) not in (PROBE, HOLD, MARK)]
     return Seen(response.status_code, response.headers["content-type"], _answer(response), ours)
+
+
+def _probe_refused(hub: Hub) -> bool:
+    return bool(answer(hub.call("narrow__add", {"a": 1, "b": 1}))["result"]["isError"])
 
 
 def _answer(response: httpx2.Response) -> Any:
