@@ -69,12 +69,13 @@ def prepare(env: dict[str, str], upstream_url: str) -> str:
 import django; django.setup()
 from django.core.cache import cache
 from servers import services
+from servers.discovery import discover
 from servers.models import McpServer
 cache.clear()
 for i in range({SERVERS}):
     server = McpServer.objects.create(name=f"bench{{i}}", slug=f"bench{{i}}", transport="streamable_http",
                                       url={upstream_url!r}, max_concurrent_calls=64)
-    services.discover_now(server)
+    discover(server)
 print(services.create_token("bench")[1])
 """
     result = subprocess.run(

@@ -36,6 +36,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcphub.settings")
 
 import django  # noqa: E402
 
+from mcphub import embedded  # noqa: E402
+
+embedded.start_unconfigured()
 django.setup()
 
 from django.db import connection, models  # noqa: E402

@@ -16,8 +16,8 @@ def scratch_database(suffix: str) -> tuple[str, str, dict[str, Any]]:
 
     from mcphub import embedded
 
-    base = os.environ.get("DATABASE_URL") or embedded.postgres_url()
-    redis = os.environ.get("REDIS_URL") or embedded.redis_url()
+    base = os.environ.get("DATABASE_URL") or embedded.start_postgres()
+    redis = os.environ.get("REDIS_URL") or embedded.start_redis()
     db = dj_database_url.parse(base)
     name = f"{db['NAME']}_{suffix}"
     host = db.get("OPTIONS", {}).get("host") or db["HOST"]

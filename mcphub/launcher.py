@@ -25,7 +25,9 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+import django
 import psutil
+from django.core.management import call_command
 
 from mcphub import embedded
 
@@ -36,10 +38,7 @@ HONCHO_STOP_TIMEOUT = 15.0  # honcho's own grace (5 s) and then some
 
 def _prepare_environment() -> dict[str, str]:
     """The environment every hub process inherits: one database and one Redis for all of them."""
-    if not os.environ.get("DATABASE_URL"):
-        os.environ["DATABASE_URL"] = embedded.postgres_url()
-    if not os.environ.get("REDIS_URL"):
-        os.environ["REDIS_URL"] = embedded.redis_url()
+    embedded.start_unconfigured()
     os.environ.setdefault("PORT", "8000")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcphub.settings")
     # The Procfile's commands (uvicorn, celery) come from this interpreter's venv.
@@ -50,9 +49,6 @@ def _prepare_environment() -> dict[str, str]:
 
 
 def _prepare_database() -> None:
-    import django
-    from django.core.management import call_command
-
     django.setup()
     call_command("migrate", interactive=False, verbosity=1)
     call_command("ensure_admin")

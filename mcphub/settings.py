@@ -8,7 +8,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
-from celery.schedules import crontab
 
 from mcphub import embedded
 
@@ -33,6 +32,7 @@ def _secret_key() -> str:
         return key
     path = VAR_DIR / "secret_key"
     if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
         # O_EXCL: when several processes start at once, exactly one writes the key.
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -106,7 +106,7 @@ TEMPLATES = [
 ]
 
 # --- PostgreSQL -----------------------------------------------------------------
-# DATABASE_URL, else the embedded server under var/ (started on first use).
+# DATABASE_URL, else the embedded server under var/ (started by the entry points, see mcphub/embedded.py).
 DATABASE_URL = os.environ.get("DATABASE_URL") or embedded.postgres_url()
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
@@ -151,52 +151,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-# The beat schedule, in code: one entry per periodic task (run by `celery -A mcphub beat`).
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
-
-# --- Request logs (logs app) -----------------------------------------------------------
-LOGS = {
-    "RETENTION_MONTHS": int(os.environ.get("LOGS_RETENTION_MONTHS", "6")),  # full months kept besides this one
-    "MONTHS_AHEAD": 3,  # partitions created ahead of the current month
-    "WRITER_BATCH_SIZE": 1000,  # COPY a batch every this many records...
-    "WRITER_FLUSH_INTERVAL": 1.0,  # ...or every this many seconds, whichever comes first
-    "WRITER_MAX_BUFFER": 100_000,  # records queued in memory per process
-    "SPOOL_DIR": VAR_DIR / "logs-spool",  # records kept here while PostgreSQL is down
-    "API_DEFAULT_WINDOW_HOURS": 24,  # GET /api/logs/ without since/until
-    "API_MAX_WINDOW_DAYS": 31,  # the widest since..until a request may ask for
-}
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "logs-ensure-partitions": {"task": "logs.ensure_partitions", "schedule": crontab(hour=0, minute=17)},
-        "logs-drop-old-partitions": {"task": "logs.drop_old_partitions", "schedule": crontab(hour=3, minute=47)},
-    }
-)
-
-# --- Monitoring: health checks, status, circuit breaker (monitoring app) ------------------
-MONITORING = {
-    "SCHEDULE_SECONDS": float(os.environ.get("MONITORING_SCHEDULE_SECONDS", "5")),  # beat's fan-out period
-    "DEGRADED_LATENCY_MS": float(os.environ.get("MONITORING_DEGRADED_LATENCY_MS", "1000")),  # slower: degraded
-    "DOWN_AFTER": int(os.environ.get("MONITORING_DOWN_AFTER", "3")),  # consecutive failed checks: down
-    "RECENT_CHECKS": int(os.environ.get("MONITORING_RECENT_CHECKS", "3")),  # any failure among these: degraded
-    "STALE_FACTOR": 3.0,  # no check for this many intervals: unknown
-    "RETENTION_DAYS": int(os.environ.get("MONITORING_RETENTION_DAYS", "7")),  # health checks kept
-    "BREAKER_COOLDOWN": float(os.environ.get("MONITORING_BREAKER_COOLDOWN", "30")),  # s before a trial call
-    "STATUS_CACHE_TTL": 2.0,  # seconds /api/status/ and /api/health/ are served from Redis
-    "METRICS_WINDOW_MINUTES": 5,  # calls/min, error rate and p95 of /api/status/ cover these minutes
-}
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "monitoring-schedule-checks": {
-            "task": "monitoring.tasks.schedule_checks",
-            "schedule": MONITORING["SCHEDULE_SECONDS"],
-            "options": {"expires": MONITORING["SCHEDULE_SECONDS"]},
-        },
-        "monitoring-prune-health-checks": {
-            "task": "monitoring.tasks.prune_health_checks",
-            "schedule": crontab(hour=4, minute=23),
-        },
-    }
-)
+# The beat schedule is in mcphub/celery.py.
 
 # --- Auth, sessions, static ----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -215,7 +170,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -253,69 +208,39 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# --- The hub ---------------------------------------------------------------------------
-# How long a server's tool list stays cached in Redis (it is also refreshed after discovery).
-MCPHUB_TOOLS_CACHE_TTL = int(os.environ.get("MCPHUB_TOOLS_CACHE_TTL", "300"))
-# Seconds between two re-listings of one server after its notifications/tools/list_changed
-# (further announcements meanwhile are coalesced into the next one).
-MCPHUB_RELIST_MIN_INTERVAL = float(os.environ.get("MCPHUB_RELIST_MIN_INTERVAL", "5"))
-# /mcp tool names are <slug><separator><tool>; the separator may not contain [a-z0-9-].
-MCPHUB_TOOL_SEPARATOR = os.environ.get("MCPHUB_TOOL_SEPARATOR", "__")
-if not MCPHUB_TOOL_SEPARATOR or any(c.isalnum() or c == "-" for c in MCPHUB_TOOL_SEPARATOR):
-    raise ValueError("MCPHUB_TOOL_SEPARATOR must be non-empty and contain no letters, digits or '-'")
-# Largest request body /mcp accepts (then 413).
-MCPHUB_MAX_REQUEST_BYTES = int(os.environ.get("MCPHUB_MAX_REQUEST_BYTES", str(4 * 1024 * 1024)))
-# Calls waiting for a free slot of one server (beyond its max concurrent calls) before "overloaded".
-MCPHUB_MAX_QUEUED_CALLS = int(os.environ.get("MCPHUB_MAX_QUEUED_CALLS", "64"))
-# A stateless-era call silent this long turns its answer into an SSE stream with keep-alive pings
-# (as the SDK does), so that a proxy's idle-read timeout does not cut a long call.
-MCPHUB_SSE_KEEPALIVE_SECONDS = float(os.environ.get("MCPHUB_SSE_KEEPALIVE_SECONDS", "15"))
-# The stateless hot path (servers/gateway/stateless.py, servers/upstream/relay.py); off ("0"/"false"),
-# every /mcp request goes through the SDK's session manager.
-MCPHUB_FAST_PATH = env_bool("MCPHUB_FAST_PATH", default=True)
-# Origins allowed to call /mcp from a browser (DNS-rebinding protection); hosts come from ALLOWED_HOSTS.
-MCPHUB_ALLOWED_ORIGINS = env_list("MCPHUB_ALLOWED_ORIGINS", "")
-# Upstream pools (servers with several instances), read by servers.upstream.pool.PoolSettings.
-MCPHUB_POOL = {
-    # Calls in flight (or waiting for a free instance) per stdio instance above which, sustained
-    # for SCALE_UP_AFTER seconds, one more instance is started (up to the server's max).
-    "SCALE_UP_INFLIGHT": float(os.environ.get("MCPHUB_POOL_SCALE_UP_INFLIGHT", "2")),
-    "SCALE_UP_AFTER": float(os.environ.get("MCPHUB_POOL_SCALE_UP_AFTER", "5")),
-    # Below this per instance for SCALE_DOWN_AFTER seconds, one instance is stopped (down to the min).
-    "SCALE_DOWN_INFLIGHT": float(os.environ.get("MCPHUB_POOL_SCALE_DOWN_INFLIGHT", "0.5")),
-    "SCALE_DOWN_AFTER": float(os.environ.get("MCPHUB_POOL_SCALE_DOWN_AFTER", "60")),
-    # Seconds between pings of instances out of rotation (a success puts them back).
-    "PROBE_INTERVAL": float(os.environ.get("MCPHUB_POOL_PROBE_INTERVAL", "2")),
-}
-
-# --- Metrics (monitoring.metrics, monitoring.prometheus) -------------------------------------
-METRICS = {
-    # Each minute rollup recomputes this many past minutes too, so late request-log rows are counted.
-    "ROLLUP_REDO_MINUTES": int(os.environ.get("METRICS_ROLLUP_REDO_MINUTES", "5")),
-    # Each hourly rollup recomputes this many complete past hours (and the current, partial one).
-    "ROLLUP_REDO_HOURS": int(os.environ.get("METRICS_ROLLUP_REDO_HOURS", "2")),
-    "MINUTE_RETENTION_DAYS": int(os.environ.get("METRICS_MINUTE_RETENTION_DAYS", "2")),
-    "HOUR_RETENTION_DAYS": int(os.environ.get("METRICS_HOUR_RETENTION_DAYS", "90")),
-}
-# Client networks (CIDR, comma-separated) that may read /metrics without a token; empty: token only.
-MCPHUB_METRICS_ALLOWED_NETWORKS = env_list("MCPHUB_METRICS_ALLOWED_NETWORKS", "")
-# The metric tasks live in monitoring/metrics.py (Celery autodiscovers only tasks.py modules).
-CELERY_IMPORTS = ["monitoring.metrics"]
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "monitoring-rollup-minutes": {
-            "task": "monitoring.rollup_minutes",
-            "schedule": 60.0,
-            "options": {"expires": 55},
-        },
-        "monitoring-rollup-hours": {
-            "task": "monitoring.rollup_hours",
-            "schedule": crontab(minute=2),
-            "options": {"expires": 3000},
-        },
-        "monitoring-prune-metrics": {"task": "monitoring.prune_metrics", "schedule": crontab(hour=4, minute=13)},
-    }
+# --- The apps' own settings -----------------------------------------------------------------
+# Read through each app's conf.py (logs/conf.py, servers/conf.py, monitoring/conf.py), which holds each
+# one's type, default and meaning. The environment sets those named below (the README's) under the same
+# name; unset, conf.py's default applies.
+APP_SETTINGS_FROM_ENVIRONMENT = (
+    "LOGS_RETENTION_MONTHS",
+    "MCPHUB_TOOL_SEPARATOR",
+    "MCPHUB_MAX_REQUEST_BYTES",
+    "MCPHUB_MAX_QUEUED_CALLS",
+    "MCPHUB_SSE_KEEPALIVE_SECONDS",
+    "MCPHUB_TOOLS_CACHE_TTL",
+    "MCPHUB_RELIST_MIN_INTERVAL",
+    "MCPHUB_POOL_SCALE_UP_INFLIGHT",
+    "MCPHUB_POOL_SCALE_UP_AFTER",
+    "MCPHUB_POOL_SCALE_DOWN_INFLIGHT",
+    "MCPHUB_POOL_SCALE_DOWN_AFTER",
+    "MCPHUB_POOL_PROBE_INTERVAL",
+    "MONITORING_SCHEDULE_SECONDS",
+    "MONITORING_DEGRADED_LATENCY_MS",
+    "MONITORING_DOWN_AFTER",
+    "MONITORING_RECENT_CHECKS",
+    "MONITORING_RETENTION_DAYS",
+    "MONITORING_BREAKER_COOLDOWN",
+    "METRICS_ROLLUP_REDO_MINUTES",
+    "METRICS_ROLLUP_REDO_HOURS",
+    "METRICS_MINUTE_RETENTION_DAYS",
+    "METRICS_HOUR_RETENTION_DAYS",
 )
+APP_LIST_SETTINGS_FROM_ENVIRONMENT = ("MCPHUB_ALLOWED_ORIGINS", "MCPHUB_METRICS_ALLOWED_NETWORKS")  # comma-separated
+globals().update({name: os.environ[name] for name in APP_SETTINGS_FROM_ENVIRONMENT if name in os.environ})
+APP_BOOL_SETTINGS_FROM_ENVIRONMENT = ("MCPHUB_FAST_PATH",)  # 1/true/yes/on; anything else ("0", "false") is off
+globals().update({name: env_list(name, "") for name in APP_LIST_SETTINGS_FROM_ENVIRONMENT if name in os.environ})
+globals().update({name: env_bool(name) for name in APP_BOOL_SETTINGS_FROM_ENVIRONMENT if name in os.environ})
 
 LOGGING = {
     "version": 1,

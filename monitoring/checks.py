@@ -58,7 +58,7 @@ def probe_bound(server: McpServer) -> float:
     return 3 * server.connect_timeout + 10
 
 
-def check_server(server_id: int, *, due_only: bool = False) -> HealthCheck | None:
+def run_health_check(server_id: int, *, due_only: bool = False) -> HealthCheck | None:
     """Probe the server once, store the HealthCheck, update its status; None if skipped.
 
     Skipped when the server is gone or disabled, when another check of it holds the lock, or
@@ -89,8 +89,7 @@ def check_server(server_id: int, *, due_only: bool = False) -> HealthCheck | Non
 def _check(server: McpServer) -> HealthCheck:
     # The probe's round trips are bounded by the connect timeout, not the (longer) call timeout:
     # a health check asks "does it answer", and must finish well within the check interval.
-    server.call_timeout = min(server.call_timeout, server.connect_timeout)
-    result = probe(server)
+    result = probe(server, call_timeout=min(server.call_timeout, server.connect_timeout))
     now = timezone.now()
     check = HealthCheck.objects.create(
         server=server,

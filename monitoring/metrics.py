@@ -4,7 +4,7 @@ The rollup is one SQL statement per run: ``INSERT ... SELECT ... GROUP BY`` over
 window of the request log (so PostgreSQL prunes partitions), with ``percentile_cont`` for the
 latency percentiles, upserted with ``ON CONFLICT ... DO UPDATE``. Each run recomputes whole
 buckets from the log, so running it twice gives the same rows and a late row updates its
-bucket on the next run within ``ROLLUP_REDO_MINUTES``. Hour buckets are computed from the
+bucket on the next run within ``METRICS_ROLLUP_REDO_MINUTES``. Hour buckets are computed from the
 log too, never from minute buckets: percentiles do not compose.
 
 Latencies include every outcome (a timeout's latency is the time the caller waited).
@@ -13,34 +13,26 @@ Latencies include every outcome (a timeout's latency is the time the caller wait
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from celery import shared_task
-from django.conf import settings
 from django.db import connection
 from django.db.models import F, Max, Sum
 from django.utils import timezone
 
-from logs import locks
 from logs.models import TABLE as REQUEST_LOG_TABLE
 from logs.outcomes import Outcome
+from monitoring.conf import monitoring_conf
 from monitoring.models import MetricBucket
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Resolution = MetricBucket.Resolution
 OUTCOME_COLUMNS: tuple[str, ...] = tuple(Outcome.values)  # MetricBucket has one count column per outcome
 STEP = {Resolution.MINUTE: timedelta(minutes=1), Resolution.HOUR: timedelta(hours=1)}
 BUCKET_TABLE = MetricBucket._meta.db_table
-
-
-def metrics_settings() -> dict[str, int]:
-    defaults = {"ROLLUP_REDO_MINUTES": 5, "ROLLUP_REDO_HOURS": 2, "MINUTE_RETENTION_DAYS": 2, "HOUR_RETENTION_DAYS": 90}
-    return {**defaults, **getattr(settings, "METRICS", {})}
 
 
 def floor_to(moment: datetime, resolution: str) -> datetime:
@@ -99,54 +91,31 @@ def rollup(resolution: str, since: datetime, until: datetime) -> int:
 
 
 def rollup_minutes(now: datetime | None = None) -> int:
-    """The current minute and the ``ROLLUP_REDO_MINUTES`` before it (late rows land there)."""
+    """The current minute and the ``METRICS_ROLLUP_REDO_MINUTES`` before it (late rows land there)."""
     current = floor_to(now or timezone.now(), Resolution.MINUTE)
-    redo = metrics_settings()["ROLLUP_REDO_MINUTES"]
+    redo = monitoring_conf().rollup_redo_minutes
     return rollup(Resolution.MINUTE, current - timedelta(minutes=redo), current + timedelta(minutes=1))
 
 
 def rollup_hours(now: datetime | None = None) -> int:
-    """The current (partial) hour and the ``ROLLUP_REDO_HOURS`` complete hours before it."""
+    """The current (partial) hour and the ``METRICS_ROLLUP_REDO_HOURS`` complete hours before it."""
     current = floor_to(now or timezone.now(), Resolution.HOUR)
-    redo = metrics_settings()["ROLLUP_REDO_HOURS"]
+    redo = monitoring_conf().rollup_redo_hours
     return rollup(Resolution.HOUR, current - timedelta(hours=redo), current + timedelta(hours=1))
 
 
 def prune(now: datetime | None = None) -> dict[str, int]:
     """Retention: delete minute and hour buckets older than their settings; rows deleted per resolution."""
     now = now or timezone.now()
-    config = metrics_settings()
+    config = monitoring_conf()
     deleted: dict[str, int] = {}
     for resolution, days in (
-        (Resolution.MINUTE, config["MINUTE_RETENTION_DAYS"]),
-        (Resolution.HOUR, config["HOUR_RETENTION_DAYS"]),
+        (Resolution.MINUTE, config.minute_retention_days),
+        (Resolution.HOUR, config.hour_retention_days),
     ):
         old = MetricBucket.objects.filter(resolution=resolution, bucket__lt=now - timedelta(days=days))
         deleted[str(resolution)] = old.delete()[0]
     return deleted
-
-
-# --- scheduled tasks (beat entries in settings.CELERY_BEAT_SCHEDULE) -------------------------------
-
-
-def run_locked(name: str, work: Callable[[], T], timeout: int) -> T | None:
-    """Two beats never roll up at once."""
-    return locks.run_locked("monitoring", name, work, timeout)
-
-
-@shared_task(name="monitoring.rollup_minutes")
-def rollup_minutes_task() -> int | None:
-    return run_locked("rollup_minutes", rollup_minutes, timeout=300)
-
-
-@shared_task(name="monitoring.rollup_hours")
-def rollup_hours_task() -> int | None:
-    return run_locked("rollup_hours", rollup_hours, timeout=3000)
-
-
-@shared_task(name="monitoring.prune_metrics")
-def prune_metrics_task() -> dict[str, int] | None:
-    return run_locked("prune_metrics", prune, timeout=3600)
 
 
 # --- queries -------------------------------------------------------------------------------------------

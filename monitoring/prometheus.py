@@ -29,7 +29,6 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -41,8 +40,9 @@ from prometheus_client.registry import Collector
 
 from logs.models import TABLE as REQUEST_LOG_TABLE
 from monitoring import instances, metrics, process_metrics
-from servers.gateway.auth import TokenInfo, authenticate, bearer_secret
+from monitoring.conf import monitoring_conf
 from servers.models import McpServer, Status
+from servers.tokens import TokenInfo, authenticate, bearer_secret
 
 LATENCY_WINDOW = timedelta(minutes=5)
 QUANTILES = (0.5, 0.95, 0.99)
@@ -206,7 +206,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         if token is None:
             return _refuse(401, "invalid or expired token")
         server_ids = token.server_ids
-    elif not address_allowed(request.META.get("REMOTE_ADDR", ""), settings.MCPHUB_METRICS_ALLOWED_NETWORKS):
+    elif not address_allowed(request.META.get("REMOTE_ADDR", ""), monitoring_conf().metrics_allowed_networks):
         if not request.user.is_authenticated:
             return _refuse(401, "a bearer token is required")
         if not request.user.is_staff:

@@ -1,7 +1,7 @@
 """Every server's status with its latest check and recent call metrics, cached in Redis.
 
 `/api/status/` and `/api/health/` both read `status_overview()`: a Redis hit
-(TTL `MONITORING["STATUS_CACHE_TTL"]`, 2 s) or, on a miss, one computation from
+(TTL `monitoring_conf().status_cache_ttl`, 2 s) or, on a miss, one computation from
 PostgreSQL that refills the cache. With Redis unreachable the overview is
 computed from the database on every call: slower, never an error.
 """
@@ -19,8 +19,9 @@ from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import RedisError
 from rest_framework.renderers import JSONRenderer
 
+from monitoring.conf import monitoring_conf
 from monitoring.models import HealthCheck, MetricBucket
-from monitoring.status import REACHABLE, monitoring_settings
+from monitoring.status import REACHABLE
 from servers.models import McpServer
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def compute_overview(now: datetime | None = None) -> dict[str, Any]:
     from monitoring.instances import all_instances
 
     now = now or timezone.now()
-    minutes = int(monitoring_settings()["METRICS_WINDOW_MINUTES"])
+    minutes = monitoring_conf().metrics_window_minutes
     latest = HealthCheck.objects.filter(server=OuterRef("pk")).order_by("-checked_at")
     servers = (
         McpServer.objects.filter(enabled=True)
@@ -97,7 +98,7 @@ def _refresh() -> tuple[dict[str, Any], bytes]:
     overview = compute_overview()
     rendered = JSONRenderer().render(overview)
     try:
-        ttl = monitoring_settings()["STATUS_CACHE_TTL"]
+        ttl = monitoring_conf().status_cache_ttl
         cache.set_many({STATUS_CACHE_KEY: overview, STATUS_JSON_KEY: rendered}, ttl)
     except CACHE_ERRORS:
         logger.warning("status cache: Redis unreachable, not stored", exc_info=True)

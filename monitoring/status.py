@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from monitoring.conf import monitoring_conf
 from monitoring.models import HealthCheck, StatusChange
 from servers.models import McpServer, Status
 
@@ -27,36 +27,23 @@ STATUS_GROUP = "status"  # Channels group of live status events (the dashboard's
 REACHABLE = frozenset({Status.UP, Status.DEGRADED})
 
 
-def monitoring_settings() -> dict[str, Any]:
-    defaults: dict[str, Any] = {
-        "SCHEDULE_SECONDS": 5.0,
-        "DEGRADED_LATENCY_MS": 1000.0,
-        "DOWN_AFTER": 3,
-        "RECENT_CHECKS": 3,
-        "STALE_FACTOR": 3.0,
-        "RETENTION_DAYS": 7,
-        "BREAKER_COOLDOWN": 30.0,
-        "STATUS_CACHE_TTL": 2.0,
-        "METRICS_WINDOW_MINUTES": 5,
-    }
-    return {**defaults, **getattr(settings, "MONITORING", {})}
-
-
 @dataclass(frozen=True)
 class Thresholds:
-    degraded_latency_ms: float = 1000.0
-    down_after: int = 3  # consecutive failures
-    recent_checks: int = 3  # a failure among these (but fewer than down_after in a row): degraded
-    stale_factor: float = 3.0  # last check older than this many intervals: unknown
+    """What status derivation compares checks against (the hub's from monitoring/conf.py)."""
+
+    degraded_latency_ms: float
+    down_after: int  # consecutive failures
+    recent_checks: int  # a failure among these (but fewer than down_after in a row): degraded
+    stale_factor: float  # last check older than this many intervals: unknown
 
     @classmethod
     def from_settings(cls) -> Thresholds:
-        config = monitoring_settings()
+        config = monitoring_conf()
         return cls(
-            degraded_latency_ms=float(config["DEGRADED_LATENCY_MS"]),
-            down_after=max(1, int(config["DOWN_AFTER"])),
-            recent_checks=max(1, int(config["RECENT_CHECKS"])),
-            stale_factor=float(config["STALE_FACTOR"]),
+            degraded_latency_ms=config.degraded_latency_ms,
+            down_after=config.down_after,
+            recent_checks=config.recent_checks,
+            stale_factor=config.stale_factor,
         )
 
     @property
@@ -213,8 +200,3 @@ def publish_event(event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is not None:
         async_to_sync(layer.group_send)(STATUS_GROUP, event)
-
-
-def stale_before(now: datetime, interval: float, thresholds: Thresholds) -> datetime:
-    """Checks older than this make a server's status unknown."""
-    return now - timedelta(seconds=thresholds.stale_factor * interval)

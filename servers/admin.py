@@ -22,6 +22,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from servers import mcp_json, services
+from servers.discovery import probe
 from servers.forms import ImportForm, McpServerForm
 from servers.models import AccessToken, McpServer, Prompt, Resource, ScalingEvent, Status, Tool
 from servers.upstream import stderr
@@ -252,7 +253,7 @@ class McpServerAdmin(admin.ModelAdmin):
     def check_now(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:
         for server in queryset:
             try:
-                result = services.check_server(server)
+                result = probe(server)
             except Exception as exc:  # a probe should not raise; if it does, report it on the page
                 self.message_user(request, f"{server.slug}: check failed: {exc}", messages.ERROR)
                 continue

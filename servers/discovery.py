@@ -7,13 +7,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
-from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from servers.conf import servers_conf
 from servers.hooks import django_hooks
 from servers.models import McpServer, Prompt, Resource, Tool
+from servers.upstream.config import UpstreamConfig
 from servers.upstream.manager import upstream_manager
 from servers.upstream.pool import UpstreamPool
 from servers.upstream.session import SessionHooks, describe, era_of
@@ -37,13 +38,13 @@ class ProbeResult:
     error: str = ""
 
 
-async def _with_session(server: McpServer, work: Any, hooks: SessionHooks | None = None) -> Any:
+async def _with_session(config: UpstreamConfig, work: Any, hooks: SessionHooks | None = None) -> Any:
     """Connect once (one process of its own for stdio, even for a pool), run `work(session)`, disconnect.
 
     A list change heard here triggers nothing beyond `hooks` (the default: nothing at all).
     """
     async with upstream_manager(hooks or django_hooks()) as manager:
-        return await work(manager.session(server.upstream_config().single()))
+        return await work(manager.session(config.single()))
 
 
 async def _fetch(session: UpstreamPool) -> Discovered:
@@ -81,7 +82,9 @@ def discover(server: McpServer) -> Discovered | None:
     changes = _ChangesHeard()
     hooks = replace(django_hooks(), on_tools_changed=changes.hear)
     try:
-        found = async_to_sync(_with_session)(server, lambda session: _fetch_settled(session, changes), hooks)
+        found = async_to_sync(_with_session)(
+            server.upstream_config(), lambda session: _fetch_settled(session, changes), hooks
+        )
     except Exception as exc:
         McpServer.objects.filter(pk=server.pk).update(discovery_error=describe(exc))
         return None
@@ -166,10 +169,6 @@ def store(server: McpServer, found: Discovered) -> None:
     transaction.on_commit(lambda: invalidate_tool_cache(server.pk))
 
 
-def _dump(model: Any) -> Any:
-    return model.model_dump(mode="json", exclude_none=True) if model is not None else None
-
-
 def _upsert(model: Any, server: McpServer, key: str, found: dict[str, dict[str, Any]], now: Any) -> None:
     existing = {getattr(row, key): row for row in model.objects.filter(server=server)}
     for identity, fields in found.items():
@@ -202,7 +201,7 @@ def cached_tools(server: McpServer) -> list[dict[str, Any]]:
             for tool in server.tools.filter(enabled=True).order_by("name")
             if server.tool_visible(tool.name)
         ]
-        cache.set(key, tools, settings.MCPHUB_TOOLS_CACHE_TTL)
+        cache.set(key, tools, servers_conf().tools_cache_ttl)
     return tools
 
 
@@ -242,8 +241,11 @@ def tool_to_dict(tool: Tool) -> dict[str, Any]:
 # --- probe ----------------------------------------------------------------------------------
 
 
-def probe(server: McpServer) -> ProbeResult:
-    """Connect and make one era-appropriate round trip (ping, or server/discover); never raises."""
+def probe(server: McpServer, *, call_timeout: float | None = None) -> ProbeResult:
+    """Connect and make one era-appropriate round trip (ping, or server/discover); never raises.
+
+    ``call_timeout`` bounds each round trip (default: the server's own call timeout).
+    """
 
     async def round_trip(session: UpstreamPool) -> ProbeResult:
         await session.ping()
@@ -254,6 +256,9 @@ def probe(server: McpServer) -> ProbeResult:
 
     started = time.perf_counter()
     try:
-        return async_to_sync(_with_session)(server, round_trip)
+        config = server.upstream_config()
+        if call_timeout is not None:
+            config = replace(config, call_timeout=call_timeout)
+        return async_to_sync(_with_session)(config, round_trip)
     except Exception as exc:
         return ProbeResult(False, (time.perf_counter() - started) * 1000, error=describe(exc))

@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 
 from servers import services
 from servers.forms import unmask_or_error
-from servers.models import McpServer, Transport
+from servers.models import CONNECTION_FIELDS, McpServer, Transport
 from servers.secrets import mask_values
 from servers.validators import string_mapping
 
@@ -41,24 +41,18 @@ TRANSPORT_TO_TYPE = {Transport.STREAMABLE_HTTP: "http", Transport.SSE: "sse"}
 
 # Keys of the client format: always applied (absent means empty), the file is their source of truth.
 FORMAT_FIELDS = ("command", "args", "env", "cwd", "url", "headers")
-# Hub-specific keys: applied only when present, so re-importing a plain client file keeps admin tuning.
+# Hub-specific keys: applied only when present, so re-importing a plain client file keeps admin tuning. The
+# registry's own settings, then the connection settings the client format has no key for (the transport has
+# its own key, ``type``).
 HUB_FIELDS = (
     "name",
     "description",
     "enabled",
     "tags",
-    "connect_timeout",
-    "call_timeout",
-    "max_concurrent_calls",
     "health_check_interval",
-    "idle_timeout",
     "tool_allowlist",
     "tool_denylist",
-    "min_instances",
-    "max_instances",
-    "balancing_policy",
-    "instance_max_concurrent_calls",
-    "replica_urls",
+    *(name for name in CONNECTION_FIELDS if name != "transport" and name not in FORMAT_FIELDS),
 )
 
 

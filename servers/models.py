@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import json
@@ -63,6 +64,14 @@ class BalancingPolicy(models.TextChoices):
     WEIGHTED = "weighted", "weighted by recent latency and errors"
     AFFINITY = "affinity", "session affinity (one client, one instance)"
 
+
+# The settings an upstream connection is made of: UpstreamConfig's fields (each one a McpServer field of the
+# same name) but who the server is and what the hub learned of it. A change to one makes live sessions reconnect.
+CONNECTION_FIELDS = tuple(
+    field.name
+    for field in dataclasses.fields(UpstreamConfig)
+    if field.name not in {"id", "slug", "era", "protocol_version", "config_version"}
+)
 
 # Upper bound of a server's instances (stdio processes, or URLs) per web process.
 MAX_INSTANCES = 16
@@ -249,32 +258,21 @@ class McpServer(models.Model):
 
     def upstream_config(self) -> UpstreamConfig:
         """Everything the upstream layer needs to connect, in plain data (secrets decrypted)."""
-        return UpstreamConfig.from_mapping(self.connection_config())
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(UpstreamConfig)}
+        return UpstreamConfig.from_mapping(
+            values
+            | {
+                "command": resolve_command(self.command) if self.command else "",
+                "env": dict(self.env),
+                "cwd": self.cwd or None,
+                "headers": dict(self.headers),
+                "replica_urls": self.replica_urls if self.transport != Transport.STDIO else [],
+            }
+        )
 
-    def connection_config(self) -> dict[str, Any]:
-        return {
-            "id": self.pk,
-            "slug": self.slug,
-            "transport": self.transport,
-            "command": resolve_command(self.command) if self.command else "",
-            "args": list(self.args),
-            "env": dict(self.env),
-            "cwd": self.cwd or None,
-            "url": self.url,
-            "headers": dict(self.headers),
-            "connect_timeout": self.connect_timeout,
-            "call_timeout": self.call_timeout,
-            "idle_timeout": self.idle_timeout,
-            "max_concurrent_calls": self.max_concurrent_calls,
-            "era": self.era,
-            "protocol_version": self.protocol_version,
-            "config_version": self.config_version,
-            "min_instances": self.min_instances,
-            "max_instances": self.max_instances,
-            "balancing_policy": self.balancing_policy,
-            "instance_max_concurrent_calls": self.instance_max_concurrent_calls,
-            "replica_urls": list(self.replica_urls) if self.transport != Transport.STDIO else [],
-        }
+    def connection_differs(self, other: McpServer) -> bool:
+        """Whether live sessions made from ``other`` (this server's stored version) must reconnect for this one."""
+        return any(getattr(self, name) != getattr(other, name) for name in CONNECTION_FIELDS)
 
 
 def resolve_command(command: str) -> str | None:

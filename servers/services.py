@@ -10,33 +10,15 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime
 
+from celery import current_app
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from servers.discovery import Discovered, ProbeResult, bump_registry_version, discover, probe
-from servers.models import AccessToken, McpServer, ScalingEvent
-
-# Fields whose change means live upstream sessions must reconnect.
-CONNECTION_FIELDS = (
-    "transport",
-    "command",
-    "args",
-    "env",
-    "cwd",
-    "url",
-    "headers",
-    "connect_timeout",
-    "call_timeout",
-    "idle_timeout",
-    "max_concurrent_calls",
-    "min_instances",
-    "max_instances",
-    "balancing_policy",
-    "instance_max_concurrent_calls",
-    "replica_urls",
-)
+from servers import discovery
+from servers.models import AccessToken, McpServer, ScalingEvent, Tool
+from servers.tasks import discover_server
 
 
 def save_server(server: McpServer, *, previous: McpServer | None = None) -> McpServer:
@@ -46,23 +28,17 @@ def save_server(server: McpServer, *, previous: McpServer | None = None) -> McpS
     connection field changed, live sessions in every web process reconnect.
     """
     server.full_clean()
-    if previous is not None and _connection_changed(previous, server):
+    if previous is not None and server.connection_differs(previous):
         server.config_version = previous.config_version + 1
         server.era = ""  # the new command or URL may speak another protocol era
     server.save()
-    transaction.on_commit(bump_registry_version)
+    transaction.on_commit(discovery.bump_registry_version)
     schedule_discovery([server.pk])
     return server
 
 
-def _connection_changed(old: McpServer, new: McpServer) -> bool:
-    return any(getattr(old, name) != getattr(new, name) for name in CONNECTION_FIELDS)
-
-
 def schedule_discovery(server_ids: Iterable[int]) -> None:
     """Queue tools/resources/prompts discovery for these servers after the current transaction."""
-    from servers.tasks import discover_server
-
     for server_id in list(server_ids):
         transaction.on_commit(lambda server_id=server_id: discover_server.delay(server_id))
 
@@ -71,7 +47,7 @@ def set_enabled(server_ids: Iterable[int], enabled: bool) -> int:
     """Enable or disable servers; returns how many changed."""
     ids = list(server_ids)
     changed = McpServer.objects.filter(pk__in=ids).exclude(enabled=enabled).update(enabled=enabled)
-    transaction.on_commit(bump_registry_version)
+    transaction.on_commit(discovery.bump_registry_version)
     if enabled:
         schedule_discovery(ids)
     return changed
@@ -80,13 +56,13 @@ def set_enabled(server_ids: Iterable[int], enabled: bool) -> int:
 def request_restart(server_ids: Iterable[int]) -> int:
     """Ask every web process to restart these servers' sessions (processes) on next use."""
     changed = McpServer.objects.filter(pk__in=list(server_ids)).update(config_version=F("config_version") + 1)
-    transaction.on_commit(bump_registry_version)
+    transaction.on_commit(discovery.bump_registry_version)
     return changed
 
 
 def delete_server(server: McpServer) -> None:
     server.delete()
-    transaction.on_commit(bump_registry_version)
+    transaction.on_commit(discovery.bump_registry_version)
 
 
 def set_tools_enabled(changes: dict[int, bool]) -> int:
@@ -94,9 +70,6 @@ def set_tools_enabled(changes: dict[int, bool]) -> int:
 
     The affected servers' cached tool lists are dropped after commit, so /mcp sees the change.
     """
-    from servers.discovery import invalidate_tool_cache
-    from servers.models import Tool
-
     changed = 0
     for enabled in (True, False):
         ids = [pk for pk, value in changes.items() if value is enabled]
@@ -104,7 +77,7 @@ def set_tools_enabled(changes: dict[int, bool]) -> int:
             changed += Tool.objects.filter(pk__in=ids).exclude(enabled=enabled).update(enabled=enabled)
     if changed:
         for server_id in set(Tool.objects.filter(pk__in=list(changes)).values_list("server_id", flat=True)):
-            transaction.on_commit(lambda server_id=server_id: invalidate_tool_cache(server_id))
+            transaction.on_commit(lambda server_id=server_id: discovery.invalidate_tool_cache(server_id))
     return changed
 
 
@@ -117,24 +90,12 @@ def record_scaling(server_id: int, from_instances: int, to_instances: int, reaso
     )
 
 
-def check_server(server: McpServer) -> ProbeResult:
-    """Connect to the server and make one round trip now (admin "Check now")."""
-    return probe(server)
-
-
 def request_health_check(server_id: int) -> None:
     """Ask a monitoring worker to check this server now (the breaker's successful trial call).
 
     Sent by task name: `servers` never imports `monitoring`. Expires like a scheduled check would.
     """
-    from celery import current_app
-
     current_app.send_task("monitoring.tasks.check_server", args=[server_id], expires=60)
-
-
-def discover_now(server: McpServer) -> Discovered | None:
-    """Run discovery in this process (tests, the worker's task)."""
-    return discover(server)
 
 
 def create_token(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from servers.discovery import discover
 from servers.models import McpServer
-from servers.services import discover_now
 
 
 @shared_task(ignore_result=True)
@@ -13,4 +13,4 @@ def discover_server(server_id: int) -> None:
     """List and store the server's tools, resources and prompts (after a save, an enable, a recovery, a refresh)."""
     server = McpServer.objects.filter(pk=server_id, enabled=True).first()
     if server is not None:
-        discover_now(server)
+        discover(server)

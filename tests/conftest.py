@@ -30,8 +30,18 @@ if TYPE_CHECKING:
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Without DATABASE_URL / REDIS_URL the run uses the embedded servers: start them (settings, already
+    loaded by pytest-django, computed their addresses without starting anything)."""
+    computed = {"DATABASE_URL": settings.DATABASE_URL, "REDIS_URL": settings.REDIS_URL}
+    embedded.start_unconfigured()
+    moved = [name for name, url in computed.items() if os.environ[name] != url]
+    if moved:
+        pytest.exit(f"embedded {' and '.join(moved)} moved from what settings computed (a port taken?); run again")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    # Settings started the embedded servers for this run if no URL was given: stop them again.
+    # Stop the embedded servers this run started (none when DATABASE_URL / REDIS_URL were given).
     embedded.stop(started_here_only=True)
 
 

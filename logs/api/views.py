@@ -7,15 +7,13 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import extend_schema
-from rest_framework import generics, permissions, serializers
+from rest_framework import permissions, serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
-from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from logs.api.query import query_params, query_value
+from logs.api.base import ListAPIView, query_value
 from logs.api.serializers import RequestLogFilterSerializer, RequestLogSerializer
 from logs.models import RequestLog
 from logs.services import LogFilter
@@ -51,8 +49,9 @@ class RequestLogPagination(CursorPagination):
             raise invalid from error
         # The position is a created_at the filter compares with: a forged one must not reach the database.
         if cursor is not None and cursor.position is not None:
+            position = str(cursor.position)  # the text of the cursor (typed int in the stubs, a str at run time)
             try:
-                valid = parse_datetime(cursor.position) is not None and "\x00" not in cursor.position
+                valid = parse_datetime(position) is not None and "\x00" not in position
             except ValueError:
                 valid = False
             if not valid:
@@ -67,22 +66,13 @@ class RequestLogPagination(CursorPagination):
         return parameters
 
 
-class RequestLogList(generics.ListAPIView):
+class RequestLogList(ListAPIView):
     """The request log within ``since``..``until`` (default: the last 24 hours), newest first."""
 
     serializer_class = RequestLogSerializer
     pagination_class = RequestLogPagination
     permission_classes = [permissions.IsAdminUser]  # staff login; bearer tokens come with the token issue
-
-    @extend_schema(parameters=[RequestLogFilterSerializer])
-    def get(self, request: Request, *args: object, **kwargs: object) -> Response:
-        return super().get(request, *args, **kwargs)
+    query_serializer = RequestLogFilterSerializer
 
     def get_queryset(self) -> QuerySet[RequestLog]:
-        pagination = RequestLogPagination
-        params = query_params(
-            self.request,
-            RequestLogFilterSerializer,
-            also={pagination.cursor_query_param, pagination.page_size_query_param},
-        )
-        return LogFilter(**params).queryset()
+        return LogFilter(**self.query).queryset()

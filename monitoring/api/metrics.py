@@ -13,11 +13,9 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from logs.api.query import query_params
 from monitoring.metrics import WINDOWS, series
-from servers.api.authentication import StaffOrTokenReadOnly, visible_server_ids
+from servers.api.base import APIView
 from servers.models import McpServer
 
 
@@ -54,17 +52,14 @@ class SeriesSerializer(serializers.Serializer):
 
 
 class MetricsView(APIView):
-    permission_classes = [StaffOrTokenReadOnly]
+    query_serializer = MetricsQuerySerializer
 
-    @extend_schema(parameters=[MetricsQuerySerializer], responses=SeriesSerializer)
+    @extend_schema(responses=SeriesSerializer)
     def get(self, request: Request) -> Response:
-        params = query_params(request, MetricsQuerySerializer)
-        server_ids = visible_server_ids(request)
+        params = self.query
+        server_ids = self.visible_server_ids()
         if slug := params.get("server"):
-            servers = McpServer.objects.filter(slug=slug)
-            if server_ids is not None:
-                servers = servers.filter(pk__in=server_ids)
-            server = servers.first()
+            server = self.restrict(McpServer.objects.filter(slug=slug)).first()
             if server is None:  # also when this token may not see it: no difference to tell
                 raise ValidationError({"server": [f"Unknown server {slug!r}."]})
             server_ids = frozenset({server.pk})

@@ -10,27 +10,11 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from logs.api.query import query_params
-from monitoring.api.permissions import StaffOrToken, token_of
 from monitoring.api.serializers import HealthSerializer, StatusFilterSerializer, StatusSerializer
 from monitoring.services import health_summary, status_json, status_overview
-
-
-def visible_overview(request: Request) -> dict[str, Any]:
-    """The overview, limited to the servers the request's token may use (staff see all)."""
-    overview = status_overview()
-    allowed = visible_server_ids(request)
-    if allowed is None:
-        return overview
-    return {**overview, "servers": [row for row in overview["servers"] if row["id"] in allowed]}
-
-
-def visible_server_ids(request: Request) -> frozenset[int] | None:
-    """The servers a restricted token may see; None: all (staff, unrestricted tokens)."""
-    token = token_of(request)
-    return token.server_ids if token is not None else None
+from servers.api.authentication import StaffOrToken
+from servers.api.base import APIView
 
 
 class JSONOnly(BaseContentNegotiation):
@@ -45,39 +29,48 @@ class JSONOnly(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class StatusView(APIView):
-    """Every enabled server: status, last health check, calls per minute, error rate and p95 of recent calls."""
+class OverviewView(APIView):
+    # A view over the cached status overview: JSON only, for staff and any token. (No docstring: it
+    # would become the OpenAPI description of its subclasses.)
 
     permission_classes = [StaffOrToken]
     # Polled by scripts, probes and dashboards: JSON only. Negotiating a renderer cost about as much as the Redis hit.
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JSONOnly
 
-    @extend_schema(parameters=[StatusFilterSerializer], responses=StatusSerializer)
+    def visible_overview(self) -> dict[str, Any]:
+        """The overview, limited to the servers the request's token may use (staff see all)."""
+        overview = status_overview()
+        allowed = self.visible_server_ids()
+        if allowed is None:
+            return overview
+        return {**overview, "servers": [row for row in overview["servers"] if row["id"] in allowed]}
+
+
+class StatusView(OverviewView):
+    """Every enabled server: status, last health check, calls per minute, error rate and p95 of recent calls."""
+
+    query_serializer = StatusFilterSerializer
+
+    @extend_schema(responses=StatusSerializer)
     def get(self, request: Request) -> Response:
-        if not request.query_params and visible_server_ids(request) is None:
+        if not request.query_params and self.visible_server_ids() is None:
             # Everything, for staff or an unrestricted token: the stored JSON as is, nothing to render.
             return HttpResponse(status_json(), content_type="application/json")
-        wanted = query_params(request, StatusFilterSerializer)
-        overview = visible_overview(request)
-        if wanted:
-            rows = [row for row in overview["servers"] if all(row[key] == value for key, value in wanted.items())]
+        overview = self.visible_overview()
+        if self.query:
+            rows = [row for row in overview["servers"] if all(row[key] == value for key, value in self.query.items())]
             overview = {**overview, "servers": rows}
         return Response(overview)
 
 
-class HealthView(APIView):
+class HealthView(OverviewView):
     """How many enabled servers are healthy (up or degraded): 200, or 503 when servers exist and none is."""
-
-    permission_classes = [StaffOrToken]
-    renderer_classes = [JSONRenderer]
-    content_negotiation_class = JSONOnly
 
     @extend_schema(
         responses={200: HealthSerializer, 503: OpenApiResponse(HealthSerializer, description="No server is healthy.")}
     )
     def get(self, request: Request) -> Response:
-        query_params(request)  # none taken: any is refused
-        summary = health_summary(visible_overview(request))
+        summary = health_summary(self.visible_overview())
         unhealthy = summary["total"] > 0 and summary["healthy"] == 0
         return Response(summary, status=503 if unhealthy else 200)

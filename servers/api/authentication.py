@@ -1,7 +1,8 @@
 """REST API authentication and permissions: staff sessions do everything, bearer tokens read.
 
-A token limited to some servers sees only those (``visible_server_ids``). Nothing from
-``rest_framework.views`` is imported at run time: DRF imports this module while loading its settings.
+A token limited to some servers sees only those (``visible_server_ids``). The one place that
+knows how a request's token is found, for every app's API. Nothing from ``rest_framework.views``
+is imported at run time: DRF imports this module while loading its settings.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 from rest_framework import exceptions, permissions
 from rest_framework.authentication import BaseAuthentication
 
-from servers.gateway.auth import TokenInfo, authenticate, bearer_secret
+from servers.tokens import TokenInfo, authenticate, bearer_secret
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
@@ -58,6 +59,7 @@ class BearerTokenAuthentication(BaseAuthentication):
 
 
 def token_of(request: Request) -> TokenInfo | None:
+    """The request's bearer token (BearerTokenAuthentication puts its TokenInfo in ``request.auth``)."""
     return request.auth if isinstance(request.auth, TokenInfo) else None
 
 
@@ -81,3 +83,12 @@ class StaffOrTokenReadOnly(permissions.BasePermission):
         if is_staff(request):
             return True
         return token_of(request) is not None and request.method in permissions.SAFE_METHODS
+
+
+class StaffOrToken(permissions.BasePermission):
+    """Staff sessions and tokens: every method the view has (for views that only read)."""
+
+    message = "Staff login or an access token is required."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return token_of(request) is not None or is_staff(request)

@@ -36,15 +36,15 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-from django.conf import settings
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from sse_starlette.sse import AppStatus
 
 from logs.writer import close_writer, get_writer
+from servers.conf import servers_conf
 from servers.gateway import stateless
-from servers.gateway.auth import AuthUnavailable, TokenInfo, authenticate_cached, bearer_secret
 from servers.gateway.server import CURRENT_SLUG, Gateway, RequestScope
+from servers.tokens import AuthUnavailable, TokenInfo, authenticate_cached, bearer_secret
 
 logger = logging.getLogger(__name__)
 
@@ -257,12 +257,12 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
     CURRENT_SLUG.set(slug)
     request_scope = RequestScope(token=token, slug=slug)
     if scope["method"] == "POST":
-        limit = settings.MCPHUB_MAX_REQUEST_BYTES
+        limit = servers_conf().max_request_bytes
         body, complete = await stateless.read_body(receive, limit)
         if len(body) > limit:
             await _too_large(receive, send, limit, complete)
             return
-        candidate = settings.MCPHUB_FAST_PATH and complete and stateless.is_candidate(scope)
+        candidate = servers_conf().fast_path and complete and stateless.is_candidate(scope)
         if candidate and await stateless.handle(gateway, request_scope, scope, receive, send, body):
             return
         receive = stateless.replaying(body, complete, receive)

@@ -1,8 +1,8 @@
 """The gateway's circuit breaker, per web process, driven by the status the health checks write.
 
 - A server whose status is `down` is *open*: calls fail fast.
-- `MONITORING["BREAKER_COOLDOWN"]` seconds after it went down it is *half-open*: one trial call
-  at a time is let through (per web process); the others still fail fast.
+- `MONITORING_BREAKER_COOLDOWN` seconds (`servers_conf().breaker_cooldown`) after it went down it
+  is *half-open*: one trial call at a time is let through (per web process); the others still fail fast.
 - A trial that reaches the server (a result, even a tool or protocol error) *closes* the breaker
   in this process and asks the worker for an immediate health check (by task name: `servers`
   never imports `monitoring`), which flips the status so every process closes. Should that check
@@ -19,14 +19,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
 from django.utils import timezone
 
+from servers.conf import servers_conf
+
 logger = logging.getLogger(__name__)
-
-
-def cooldown_seconds() -> float:
-    return float(getattr(settings, "MONITORING", {}).get("BREAKER_COOLDOWN", 30.0))
 
 
 @dataclass
@@ -62,7 +59,7 @@ class CircuitBreaker:
         now = time.monotonic()
         if now < state.closed_until:
             return PASS
-        cooldown = cooldown_seconds()
+        cooldown = servers_conf().breaker_cooldown
         wait = state.retry_at - now
         if status_changed_at is not None:
             wait = max(wait, cooldown - (timezone.now() - status_changed_at).total_seconds())
@@ -79,9 +76,9 @@ class CircuitBreaker:
         state.trial_running = False
         now = time.monotonic()
         if reachable:
-            state.closed_until = now + cooldown_seconds()
+            state.closed_until = now + servers_conf().breaker_cooldown
         elif reachable is False:
-            state.retry_at = now + cooldown_seconds()
+            state.retry_at = now + servers_conf().breaker_cooldown
 
 
 async def request_health_check(server_id: int) -> None:

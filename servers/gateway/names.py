@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 
-from django.conf import settings
+from servers.conf import servers_conf
 
 MAX_LENGTH = 64
 HASH_LENGTH = 10
 
 
 def separator() -> str:
-    return settings.MCPHUB_TOOL_SEPARATOR
+    return servers_conf().tool_separator
 
 
 def public_name(slug: str, name: str) -> str:

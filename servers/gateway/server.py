@@ -37,16 +37,17 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from logs.writer import LogRecord, submit
 from monitoring import instances
+from servers.conf import servers_conf
 from servers.discovery import rediscover_live, registry_version
 from servers.gateway import live, outages
-from servers.gateway.auth import TokenInfo
 from servers.gateway.breaker import CircuitBreaker, request_health_check
 from servers.gateway.names import split_uri
 from servers.gateway.registry import ServerEntry, Snapshot, build_snapshot
 from servers.hooks import django_hooks
+from servers.tokens import TokenInfo
 from servers.upstream.errors import UpstreamError, UpstreamOverloaded, UpstreamTimeout
 from servers.upstream.manager import UpstreamManager, upstream_manager
-from servers.upstream.pool import AFFINITY_KEY, PoolSettings
+from servers.upstream.pool import AFFINITY_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def _security_settings() -> TransportSecuritySettings:
     if "*" in hosts:
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     allowed_hosts = [pattern for host in hosts for pattern in (host, f"{host}:*")]
-    origins = list(settings.MCPHUB_ALLOWED_ORIGINS) + [
+    origins = list(servers_conf().allowed_origins) + [
         f"{scheme}://{host}:*" for host in hosts for scheme in ("http", "https")
     ]
     origins += [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
@@ -170,7 +171,7 @@ class Gateway:
         self.session_manager = StreamableHTTPSessionManager(
             app=self.server,
             security_settings=_security_settings(),
-            max_request_body_size=settings.MCPHUB_MAX_REQUEST_BYTES,
+            max_request_body_size=servers_conf().max_request_bytes,
         )
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -178,8 +179,7 @@ class Gateway:
     async def run(self, started: Callable[[], None], stop: anyio.Event) -> None:
         """Serve until `stop` is set: upstream sessions, the SDK session manager, the refresh loop."""
         hooks = replace(django_hooks(), on_tools_changed=self._on_upstream_tools_changed)
-        pool_settings = PoolSettings.from_mapping(settings.MCPHUB_POOL)
-        async with upstream_manager(hooks, pool_settings) as upstreams, self.session_manager.run():
+        async with upstream_manager(hooks, servers_conf().pool) as upstreams, self.session_manager.run():
             self.upstreams = upstreams
             await self.refresh(force=True)
             started()
@@ -259,7 +259,7 @@ class Gateway:
         try:
             while True:
                 since = time.monotonic() - self._relisted_at.get(server_id, -math.inf)
-                await anyio.sleep(max(0.0, settings.MCPHUB_RELIST_MIN_INTERVAL - since))
+                await anyio.sleep(max(0.0, servers_conf().relist_min_interval - since))
                 self._rediscover_again.discard(server_id)
                 self._relisted_at[server_id] = time.monotonic()
                 logger.info("server %s announced a tool list change; re-listing", server_id)
@@ -484,7 +484,7 @@ class Gateway:
     def _gate(self, entry: ServerEntry) -> ServerGate:
         gate = self._gates.get(entry.id)
         if gate is None or gate.limit != entry.config.max_concurrent_calls:
-            gate = ServerGate(entry.config.max_concurrent_calls, settings.MCPHUB_MAX_QUEUED_CALLS)
+            gate = ServerGate(entry.config.max_concurrent_calls, servers_conf().max_queued_calls)
             self._gates[entry.id] = gate
         return gate
 

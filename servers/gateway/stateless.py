@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import mcp_types as types
-from django.conf import settings
 from mcp.server.streamable_http import check_accept_headers
 from mcp.server.transport_security import TransportSecurityMiddleware
 from mcp.shared.exceptions import MCPError
@@ -39,6 +38,7 @@ from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 
+from servers.conf import servers_conf
 from servers.gateway.server import CallRecorder, Gateway, RequestScope
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ async def handle(
     request_id, route, params = checked
     call = CallRecorder(request_scope, params["name"], headers, route.protocol_version)
     id_json = json.dumps(request_id).encode()
-    keepalive = settings.MCPHUB_SSE_KEEPALIVE_SECONDS
+    keepalive = servers_conf().sse_keepalive_seconds
     streaming = False  # True once the call outlived `keepalive` and the answer became an SSE stream
     hung_up = False
     call_task = asyncio.current_task()

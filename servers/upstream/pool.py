@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import anyio
@@ -52,19 +52,13 @@ ERROR_ALPHA = 0.1  # EWMA weight of the newest success/failure
 
 @dataclass(frozen=True)
 class PoolSettings:
-    """Autoscaling and probing; from the MCPHUB_POOL setting (tests pass short periods)."""
+    """Autoscaling and probing; the hub's come from servers/conf.py (MCPHUB_POOL_*), tests pass short periods."""
 
     scale_up_inflight: float = 2.0  # calls in flight or waiting per instance, above which we scale up...
     scale_up_after: float = 5.0  # ...once it lasted this many seconds
     scale_down_inflight: float = 0.5  # below which an instance is idle enough to go...
     scale_down_after: float = 60.0  # ...once it lasted this many seconds
     probe_interval: float = 2.0  # seconds between pings of instances out of rotation
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> PoolSettings:
-        """From `{"SCALE_UP_INFLIGHT": 2, ...}`; unknown keys are ignored, missing ones keep defaults."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{key.lower(): float(value) for key, value in data.items() if key.lower() in known})
 
 
 @dataclass(frozen=True)

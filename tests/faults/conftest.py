@@ -197,12 +197,12 @@ def backing(http_upstream: HttpUpstream) -> Iterator[Backing]:
         backing.django(
             f"""
 import sys
-from servers import services
+from servers.discovery import discover
 from servers.models import McpServer
 stdio = McpServer.objects.create(name="fixture", slug="fixture", command=sys.executable, args=[{str(FIXTURE_SERVER)!r}])
 web = McpServer.objects.create(name="web", slug="web", transport="streamable_http", url={http_upstream.url!r})
 for server in (stdio, web):
-    assert services.discover_now(server) is not None, server.slug
+    assert discover(server) is not None, server.slug
 """
         )
         yield backing

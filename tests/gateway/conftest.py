@@ -19,6 +19,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from servers import services
+from servers.discovery import discover
 from servers.models import McpServer
 from tests.conftest import FIXTURE_SERVER, LiveServer, free_port, hub_env, run_web
 
@@ -100,7 +101,7 @@ def register_fixture(slug: str, *flags: str, **fields: object) -> McpServer:
     server = McpServer.objects.create(
         name=slug, slug=slug, command=sys.executable, args=[str(FIXTURE_SERVER), *flags], **fields
     )
-    services.discover_now(server)
+    discover(server)
     return server
 
 

@@ -1,6 +1,5 @@
 """Hub settings whose request-log writer never writes on its own: only a stop's final flush can write."""
 
 from mcphub.settings import *  # noqa: F403
-from mcphub.settings import LOGS
 
-LOGS = {**LOGS, "WRITER_FLUSH_INTERVAL": 3600.0}
+LOGS_WRITER_FLUSH_INTERVAL = 3600.0

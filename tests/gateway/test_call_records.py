@@ -12,6 +12,7 @@ from mcp import Client, MCPError
 
 from logs.models import RequestLog
 from servers import services
+from servers.discovery import discover
 from servers.models import McpServer
 from tests.conftest import http_fixture_server, hub_env, run_web, wait_for
 from tests.gateway.conftest import Hub, register_fixture
@@ -56,7 +57,7 @@ async def test_calls_are_recorded_with_their_outcome(hub: Hub) -> None:
 def crash_hub(transactional_db: None) -> Iterator[Hub]:
     """Our fixture server twice: `fixture` over stdio, `web` over Streamable HTTP (started apart from the hub)."""
     with http_fixture_server() as url:
-        services.discover_now(McpServer.objects.create(name="web", slug="web", transport="streamable_http", url=url))
+        discover(McpServer.objects.create(name="web", slug="web", transport="streamable_http", url=url))
         register_fixture("fixture")
         _token, secret = services.create_token("tests")
         with run_web(hub_env()) as server:

@@ -8,9 +8,9 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from django.conf import settings
 from mcp import Client
 
+from servers.conf import servers_conf
 from tests.gateway.conftest import Hub
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -42,7 +42,7 @@ async def upstream_listings(client: Client) -> dict[str, Any]:
 
 
 async def test_a_burst_of_changes_is_relisted_one_pass_at_a_time_at_least_the_interval_apart(hub: Hub) -> None:
-    interval = settings.MCPHUB_RELIST_MIN_INTERVAL  # the hub runs with the same default
+    interval = servers_conf().relist_min_interval  # the hub runs with the same default
     added = {f"fixture__extra_{n}" for n in range(1, 5)}
 
     async with hub.client() as client:

@@ -16,8 +16,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from servers import services
-from servers.gateway.auth import TOKEN_CACHE_SECONDS
 from servers.models import AccessToken
+from servers.tokens import TOKEN_CACHE_SECONDS
 from tests.conftest import live_database_url, wait_for
 from tests.gateway.conftest import Hub, answer, live_hub, tcp_proxy, tool_call
 

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from logs.models import RequestLog
 from servers import services
+from servers.discovery import discover
 from servers.models import McpServer, Status
 from servers.upstream.relay import USER_AGENT
 from tests.conftest import free_port, http_fixture_server, hub_env, run_web, wait_for
@@ -119,7 +120,7 @@ def upstreams() -> Upstreams:
             ("old", third, {}),
         ):
             server = McpServer.objects.create(name=slug, slug=slug, transport="streamable_http", url=url, **fields)
-            services.discover_now(server)
+            discover(server)
     McpServer.objects.filter(slug="gone").update(status=Status.DOWN, status_changed_at=timezone.now())
     tokens = {"all": services.create_token("parity")[1], "narrow": services.create_token("narrow", ["narrow"])[1]}
     return Upstreams(ports, tokens)

@@ -11,6 +11,7 @@ import pytest
 
 from logs.models import RequestLog
 from servers import services
+from servers.discovery import discover
 from servers.models import McpServer
 from servers.upstream.relay import USER_AGENT
 from tests.conftest import http_fixture_server, hub_env, run_web, wait_for
@@ -30,7 +31,7 @@ def http_hub(transactional_db: None) -> Iterator[Hub]:
             server = McpServer.objects.create(
                 name=slug, slug=slug, transport="streamable_http", url=url, call_timeout=timeout
             )
-            services.discover_now(server)
+            discover(server)
         register_fixture("fixture")
         _token, secret = services.create_token("tests")
         with run_web(hub_env(MCPHUB_SSE_KEEPALIVE_SECONDS="0.5", MCPHUB_MAX_REQUEST_BYTES="1000000")) as live:

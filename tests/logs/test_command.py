@@ -5,13 +5,13 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
-from django.conf import settings
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from logs import partitions, tasks
 from logs.models import RequestLog
+from mcphub.celery import app
 from tests.logs.conftest import utc
 
 pytestmark = pytest.mark.usefixtures("scratch_partitions")
@@ -53,15 +53,15 @@ def test_one_action_is_required() -> None:
 
 
 def test_beat_schedule_runs_both_tasks_daily() -> None:
-    tasks_scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    tasks_scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
 
-    assert {"logs.ensure_partitions", "logs.drop_old_partitions"} <= tasks_scheduled
+    assert {"logs.tasks.ensure_partitions", "logs.tasks.drop_old_partitions"} <= tasks_scheduled
 
 
 def test_retention_task_drains_default_and_drops_old_months() -> None:
     RequestLog.objects.create(created_at=utc(2018, 3, 3), outcome="ok")  # no partition: lands in DEFAULT
 
-    dropped = tasks.drop_old_partitions_task.apply().get()
+    dropped = tasks.drop_old_partitions.apply().get()
 
     assert dropped == ["logs_requestlog_p2018_03"]
     assert not RequestLog.objects.filter(created_at__year=2018).exists()
@@ -71,7 +71,7 @@ def test_tasks_skip_while_another_run_holds_the_lock() -> None:
     lock = cache.lock("logs:lock:ensure_partitions", timeout=60)
     assert lock.acquire(blocking=False)
     try:
-        assert tasks.ensure_partitions_task.apply().get() is None
+        assert tasks.ensure_partitions.apply().get() is None
     finally:
         lock.release()
-    assert isinstance(tasks.ensure_partitions_task.apply().get(), list)
+    assert isinstance(tasks.ensure_partitions.apply().get(), list)

@@ -213,7 +213,7 @@ SUBMITTER = textwrap.dedent(
     import django
     django.setup()
     from django.conf import settings
-    settings.LOGS["WRITER_FLUSH_INTERVAL"] = 3600  # only the shutdown flush can write these
+    settings.LOGS_WRITER_FLUSH_INTERVAL = 3600  # only the shutdown flush can write these
     from logs.writer import LogRecord, submit
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # what daphne, uvicorn and celery do
     for i in range(int(sys.argv[2])):

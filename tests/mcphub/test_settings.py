@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import psutil
 from django.conf import settings
 
 from mcphub.settings import redis_db_url
-from tests.conftest import BASE_DIR
+from tests.conftest import BASE_DIR, embedded_env
 
 
 def test_redis_roles_use_separate_databases() -> None:
@@ -40,7 +42,7 @@ def _settings_in_subprocess(env: dict[str, str], expression: str) -> str:
 def test_secret_key_is_generated_once_and_kept(tmp_path) -> None:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="mcphub.settings", MCPHUB_VAR_DIR=str(tmp_path))
     env.pop("SECRET_KEY", None)
-    # Point at the running services so the subprocess starts no embedded server of its own.
+    # Any URLs do: settings only read them.
     env.update(DATABASE_URL="postgresql://postgres@127.0.0.1:1/unused", REDIS_URL=settings.REDIS_URL)
 
     first = _settings_in_subprocess(env, "settings.SECRET_KEY")
@@ -65,3 +67,43 @@ def test_debug_and_allowed_hosts_from_environment(tmp_path) -> None:
 
     assert _settings_in_subprocess(env, "settings.DEBUG") == "True"
     assert _settings_in_subprocess(env, "settings.ALLOWED_HOSTS") == "['hub.example.com', 'other.example.com']"
+
+
+def test_the_fast_path_switch_from_environment(tmp_path) -> None:
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="mcphub.settings",
+        MCPHUB_VAR_DIR=str(tmp_path),
+        DATABASE_URL="postgresql://postgres@127.0.0.1:1/unused",
+        REDIS_URL=settings.REDIS_URL,
+    )
+    env.pop("MCPHUB_FAST_PATH", None)
+    fast_path = "__import__('servers.conf').conf.servers_conf().fast_path"
+
+    assert _settings_in_subprocess(env, fast_path) == "True"  # on unless turned off
+    assert [_settings_in_subprocess(dict(env, MCPHUB_FAST_PATH=value), fast_path) for value in ("0", "false")] == [
+        "False",
+        "False",
+    ]
+    assert _settings_in_subprocess(dict(env, MCPHUB_FAST_PATH="1"), fast_path) == "True"
+
+
+def test_importing_settings_starts_no_server(embedded_var_dir) -> None:
+    """Without DATABASE_URL / REDIS_URL, settings compute the embedded servers' addresses; only entry points
+    (launcher, manage.py, the ASGI module, the test session) start them."""
+    env = embedded_env(embedded_var_dir, DJANGO_SETTINGS_MODULE="mcphub.settings", SECRET_KEY="from-env")
+
+    urls = _settings_in_subprocess(env, "settings.DATABASE_URL, settings.REDIS_URL")
+
+    assert not _processes_in(embedded_var_dir)  # PostgreSQL and Redis run in their data folders
+    assert set(os.listdir(embedded_var_dir)) <= {"static"}  # no data folder, no lock, no pid file
+    assert f"host={embedded_var_dir / 'pg'}" in urls
+    assert "redis://127.0.0.1:" in urls
+
+
+def _processes_in(folder: Path) -> list[psutil.Process]:
+    return [
+        process
+        for process in psutil.process_iter(["cwd"])
+        if process.info["cwd"] and Path(process.info["cwd"]).is_relative_to(folder)
+    ]

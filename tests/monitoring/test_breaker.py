@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from servers import services
-from servers.discovery import bump_registry_version
+from servers.discovery import bump_registry_version, discover
 from servers.gateway.breaker import CircuitBreaker
 from servers.models import McpServer
 from tests.conftest import free_port, http_fixture_server, hub_env, run_web, wait_for
@@ -23,7 +23,7 @@ COOLDOWN = 3.0
 
 @pytest.fixture
 def cooldown(settings) -> float:
-    settings.MONITORING = {**settings.MONITORING, "BREAKER_COOLDOWN": 0.3}
+    settings.MONITORING_BREAKER_COOLDOWN = 0.3
     return 0.3
 
 
@@ -165,7 +165,7 @@ def test_a_failed_trial_reopens_the_breaker(hub: Hub) -> None:
     with http_fixture_server(port=port) as url:
         fields = {"transport": "streamable_http", "url": url, "status": "down", "status_changed_at": went_down}
         remote = McpServer.objects.create(name="remote", slug="remote", **fields)
-        services.discover_now(remote)
+        discover(remote)
 
     async def scenario() -> None:
         async def listed() -> bool:

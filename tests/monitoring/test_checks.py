@@ -25,7 +25,7 @@ def changes(server: McpServer) -> list[tuple[str, str]]:
 def test_a_check_of_a_working_server_records_it_up() -> None:
     server = stdio_server("fx")
 
-    check = checks.check_server(server.pk)
+    check = checks.run_health_check(server.pk)
 
     assert check is not None and check.ok, check.error if check else None
     assert check.era == "stateless" and check.latency_ms is not None and check.latency_ms > 0
@@ -40,7 +40,7 @@ def test_a_silent_server_goes_from_unknown_to_down_after_three_failed_checks() -
 
     statuses = []
     for _ in range(3):
-        check = checks.check_server(server.pk)
+        check = checks.run_health_check(server.pk)
         assert check is not None and not check.ok
         server.refresh_from_db()
         statuses.append(server.status)
@@ -61,7 +61,7 @@ def test_flapping_records_each_change_exactly_once() -> None:
 
     def check_times(count: int) -> None:
         for _ in range(count):
-            assert checks.check_server(server.pk) is not None
+            assert checks.run_health_check(server.pk) is not None
 
     with http_fixture_server(port=port):
         check_times(1)  # unknown -> up
@@ -93,7 +93,7 @@ def test_one_server_is_never_checked_twice_at_once() -> None:
     def run() -> None:
         try:
             barrier.wait()
-            results.append(checks.check_server(server.pk))
+            results.append(checks.run_health_check(server.pk))
         finally:
             connection.close()
 
@@ -128,7 +128,7 @@ def test_fan_out_queues_due_servers_once_with_an_expiry() -> None:
 def test_a_scheduled_check_that_is_no_longer_due_is_skipped() -> None:
     server = stdio_server("fx", last_checked_at=timezone.now())
 
-    assert checks.check_server(server.pk, due_only=True) is None
+    assert checks.run_health_check(server.pk, due_only=True) is None
     assert not HealthCheck.objects.exists()
 
 

@@ -8,11 +8,12 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.conf import settings
 from django.core.cache import cache
 
 from logs.models import Outcome, RequestLog
-from monitoring import metrics
+from mcphub.celery import app
+from monitoring import metrics, tasks
+from monitoring.conf import monitoring_conf
 from monitoring.models import MetricBucket
 
 # A fixed minute well inside a month (whichever partition holds it, DEFAULT included).
@@ -144,7 +145,7 @@ def test_minutes_past_the_redo_window_are_left_alone() -> None:
     metrics.rollup_minutes(now=T0)
     insert([{**rows[0], "created_at": T0 + timedelta(seconds=1)}])
 
-    metrics.rollup_minutes(now=T0 + timedelta(minutes=settings.METRICS["ROLLUP_REDO_MINUTES"] + 1))
+    metrics.rollup_minutes(now=T0 + timedelta(minutes=monitoring_conf().rollup_redo_minutes + 1))
 
     assert stored("minute")[(T0, 1, "echo")]["count"] == 57
 
@@ -199,27 +200,24 @@ def test_the_task_skips_while_another_run_holds_the_lock() -> None:
     lock = cache.lock("monitoring:lock:rollup_minutes", timeout=60)
     assert lock.acquire(blocking=False)
     try:
-        assert metrics.rollup_minutes_task() is None
+        assert tasks.rollup_minutes() is None
     finally:
         lock.release()
-    assert metrics.rollup_minutes_task() == 0  # nothing logged in the last minutes of the test database
-    assert metrics.rollup_hours_task() == 0
-    assert metrics.prune_metrics_task() == {"minute": 0, "hour": 0}
+    assert tasks.rollup_minutes() == 0  # nothing logged in the last minutes of the test database
+    assert tasks.rollup_hours() == 0
+    assert tasks.prune_metrics() == {"minute": 0, "hour": 0}
 
 
 def test_tasks_are_registered_and_scheduled() -> None:
-    from mcphub.celery import app
-
-    assert "monitoring.metrics" in settings.CELERY_IMPORTS
-    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    for name in ("monitoring.rollup_minutes", "monitoring.rollup_hours", "monitoring.prune_metrics"):
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
+    for name in ("monitoring.tasks.rollup_minutes", "monitoring.tasks.rollup_hours", "monitoring.tasks.prune_metrics"):
         assert name in app.tasks
         assert name in scheduled
 
 
 @pytest.mark.timeout(120)
 def test_a_real_worker_runs_the_rollup(celery_worker: object) -> None:
-    """The worker knows the task through CELERY_IMPORTS (it is not in a tasks.py) and writes the buckets."""
+    """The worker knows the task (autodiscovered in monitoring/tasks.py) and writes the buckets."""
     from django.utils import timezone
 
     from tests.conftest import wait_for
@@ -227,7 +225,7 @@ def test_a_real_worker_runs_the_rollup(celery_worker: object) -> None:
     now = timezone.now()
     insert([{**row, "created_at": now - timedelta(seconds=5)} for row in known_rows(minutes=1)[:10]])
 
-    metrics.rollup_minutes_task.delay()
+    tasks.rollup_minutes.delay()
 
     wait_for(lambda: MetricBucket.objects.filter(resolution="minute").exists(), timeout=60, what="the rollup")
     assert sum(MetricBucket.objects.values_list("count", flat=True)) == 10

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import RedisError
 
+from monitoring.conf import monitoring_conf
 from monitoring.models import HealthCheck, MetricBucket
 from monitoring.services import STATUS_CACHE_KEY, STATUS_JSON_KEY, clear_status_cache, status_overview
 from servers import services
@@ -167,10 +168,10 @@ def test_a_miss_computes_and_stores_then_hits_serve_the_cache(
 def test_the_cache_expires_after_its_ttl(servers: tuple[McpServer, McpServer]) -> None:
     status_overview()
     ttl = cache.ttl(STATUS_CACHE_KEY)
-    assert 0 < ttl <= settings.MONITORING["STATUS_CACHE_TTL"]
+    assert 0 < ttl <= monitoring_conf().status_cache_ttl
     McpServer.objects.filter(slug="beta").update(status="down")
 
-    time.sleep(settings.MONITORING["STATUS_CACHE_TTL"] + 0.5)
+    time.sleep(monitoring_conf().status_cache_ttl + 0.5)
 
     assert status_overview()["servers"][1]["status"] == "down"
 

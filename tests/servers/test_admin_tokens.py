@@ -13,8 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from servers import services
-from servers.gateway.auth import authenticate
 from servers.models import AccessToken, McpServer
+from servers.tokens import authenticate
 from tests.servers.api_helpers import make_server, staff_client
 
 CHANGELIST = reverse("admin:servers_accesstoken_changelist")

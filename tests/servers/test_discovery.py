@@ -19,7 +19,7 @@ from django.test import Client
 
 from monitoring.models import HealthCheck
 from servers import services
-from servers.discovery import cached_tools, invalidate_tool_cache
+from servers.discovery import cached_tools, discover, invalidate_tool_cache
 from servers.models import McpServer, Tool
 from tests.conftest import EVERYTHING, FIXTURE_SERVER, run_celery_beat, run_celery_worker, wait_for
 from tests.servers.test_admin import ADD, form_data
@@ -35,7 +35,7 @@ def fixture_server(*flags: str, slug: str = "fixture", **fields: object) -> McpS
 def test_discovery_stores_tools_resources_prompts_and_era() -> None:
     server = fixture_server()
 
-    found = services.discover_now(server)
+    found = discover(server)
 
     assert found is not None
     server.refresh_from_db()
@@ -54,7 +54,7 @@ def test_discovery_stores_tools_resources_prompts_and_era() -> None:
 def test_discovery_follows_pagination() -> None:
     server = fixture_server("--page-size", "2")
 
-    services.discover_now(server)
+    discover(server)
 
     assert server.tools.count() >= 7
 
@@ -65,7 +65,7 @@ def test_a_change_announced_while_listing_is_listed_once_more_in_the_same_sessio
     # The first listing adds `late_1` and announces it (answering without it), like a server adding tools on connect.
     server = fixture_server("--grow-on-list", "1", *era)
 
-    services.discover_now(server)
+    discover(server)
 
     assert {"echo", "late_1"} <= set(server.tools.values_list("name", flat=True))
 
@@ -74,7 +74,7 @@ def test_a_change_announced_while_listing_is_listed_once_more_in_the_same_sessio
 def test_a_server_announcing_a_change_at_every_listing_is_listed_twice_not_forever() -> None:
     server = fixture_server("--grow-on-list", "1000")
 
-    assert services.discover_now(server) is not None
+    assert discover(server) is not None
 
     # Listing 1 added late_1, listing 2 (the one more) saw it and added late_2; there was no third.
     names = set(server.tools.values_list("name", flat=True))
@@ -85,11 +85,11 @@ def test_a_server_announcing_a_change_at_every_listing_is_listed_twice_not_forev
 @pytest.mark.django_db
 def test_rediscovery_keeps_admin_choices_and_drops_vanished_tools() -> None:
     server = fixture_server()
-    services.discover_now(server)
+    discover(server)
     server.tools.filter(name="echo").update(enabled=False)
     Tool.objects.create(server=server, name="gone", input_schema={})
 
-    services.discover_now(server)
+    discover(server)
 
     assert server.tools.get(name="echo").enabled is False
     assert not server.tools.filter(name="gone").exists()
@@ -99,7 +99,7 @@ def test_rediscovery_keeps_admin_choices_and_drops_vanished_tools() -> None:
 def test_failed_discovery_records_the_error() -> None:
     server = fixture_server("--silent", connect_timeout=2)
 
-    assert services.discover_now(server) is None
+    assert discover(server) is None
 
     server.refresh_from_db()
     assert "no connection within 2 s" in server.discovery_error
@@ -108,7 +108,7 @@ def test_failed_discovery_records_the_error() -> None:
 @pytest.mark.django_db
 def test_cached_tool_list_honours_allow_deny_and_enabled() -> None:
     server = fixture_server(tool_allowlist=["e*", "a*", "b*"], tool_denylist=["big"])
-    services.discover_now(server)
+    discover(server)
     server.tools.filter(name="add").update(enabled=False)
     invalidate_tool_cache(server.pk)
 
@@ -124,7 +124,7 @@ def test_cached_tool_list_honours_allow_deny_and_enabled() -> None:
 @pytest.mark.django_db
 def test_cached_tools_are_mcp_tool_dicts() -> None:
     server = fixture_server()
-    services.discover_now(server)
+    discover(server)
 
     echo = next(tool for tool in cached_tools(server) if tool["name"] == "echo")
 

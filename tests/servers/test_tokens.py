@@ -13,8 +13,8 @@ from django.test import Client
 from django.utils import timezone
 
 from servers import services
-from servers.gateway.auth import authenticate
 from servers.models import AccessToken
+from servers.tokens import authenticate
 from tests.conftest import BASE_DIR, hub_env
 from tests.servers.api_helpers import make_server
 

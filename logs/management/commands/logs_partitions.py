@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.template.defaultfilters import filesizeformat
 
 from logs import partitions
-from logs.tasks import logs_settings
+from logs.conf import logs_conf
 
 
 class Command(BaseCommand):
@@ -19,21 +19,21 @@ class Command(BaseCommand):
         action.add_argument("--ensure", action="store_true", help="create this month's and the next months' partitions")
         action.add_argument("--drop", action="store_true", help="detach and drop months older than the retention")
         action.add_argument("--list", action="store_true", help="list partitions with bounds, row estimates, sizes")
-        parser.add_argument("--months-ahead", type=int, help="with --ensure (default: LOGS['MONTHS_AHEAD'], 3)")
-        parser.add_argument("--older-than-months", type=int, help="with --drop (default: LOGS['RETENTION_MONTHS'], 6)")
+        parser.add_argument("--months-ahead", type=int, help="with --ensure (default: LOGS_MONTHS_AHEAD, 3)")
+        parser.add_argument("--older-than-months", type=int, help="with --drop (default: LOGS_RETENTION_MONTHS, 6)")
         parser.add_argument("--database", default="default")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        config = logs_settings()
+        config = logs_conf()
         using = options["database"]
         if options["ensure"]:
-            months_ahead = options["months_ahead"] if options["months_ahead"] is not None else config["MONTHS_AHEAD"]
+            months_ahead = options["months_ahead"] if options["months_ahead"] is not None else config.months_ahead
             created = partitions.ensure_partitions(months_ahead=int(months_ahead), using=using)
             self.stdout.write(f"created {len(created)} partition(s): {', '.join(created) or '-'}")
         elif options["drop"]:
             months = options["older_than_months"]
-            months = int(months if months is not None else config["RETENTION_MONTHS"])
-            partitions.ensure_partitions(months_ahead=int(config["MONTHS_AHEAD"]), using=using)  # drain DEFAULT
+            months = int(months if months is not None else config.retention_months)
+            partitions.ensure_partitions(months_ahead=config.months_ahead, using=using)  # drain DEFAULT
             dropped = partitions.drop_partitions(older_than_months=months, using=using)
             cutoff = partitions.retention_cutoff(months)
             self.stdout.write(
