@@ -65,7 +65,7 @@ async def drive(pool: UpstreamPool, callers: int, spin_ms: float, until: anyio.E
 async def measure(max_instances: int, seconds: float, callers: int, spin_ms: float) -> tuple[float, list[float], int]:
     """(calls/s, latencies, instances) over `seconds` of load, after the pool reached `max_instances`."""
     async with upstream_manager(pool_settings=SETTINGS) as manager:
-        pool = manager.session(config(max_instances, max_instances))
+        pool = manager.pool(config(max_instances, max_instances))
         await pool.call_tool("spin", {"ms": 1})  # the first process is up
         warm_done = anyio.Event()
         async with anyio.create_task_group() as group:

@@ -39,12 +39,12 @@ def config(command: str, args: tuple[str, ...], server_id: int) -> UpstreamConfi
 
 async def measure(command: str, args: tuple[str, ...], tool: str, arguments: dict) -> tuple[float, float]:
     async with upstream_manager() as manager:
-        session = manager.session(config(command, args, 1))
-        await session.call_tool(tool, arguments)  # connect once; the warm path starts here
+        upstream = manager.pool(config(command, args, 1))
+        await upstream.call_tool(tool, arguments)  # connect once; the warm path starts here
         warm: list[float] = []
         for _ in range(WARM_CALLS):
             started = time.perf_counter()
-            await session.call_tool(tool, arguments)
+            await upstream.call_tool(tool, arguments)
             warm.append(time.perf_counter() - started)
 
     cold: list[float] = []
@@ -52,7 +52,7 @@ async def measure(command: str, args: tuple[str, ...], tool: str, arguments: dic
         # What a hub without supervision does: spawn, handshake, call, stop, for every call.
         started = time.perf_counter()
         async with upstream_manager() as manager:
-            await manager.session(config(command, args, 100 + i)).call_tool(tool, arguments)
+            await manager.pool(config(command, args, 100 + i)).call_tool(tool, arguments)
         cold.append(time.perf_counter() - started)
     return statistics.median(warm), statistics.median(cold)
 

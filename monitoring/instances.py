@@ -43,7 +43,7 @@ def gateway_pools() -> list[Pool]:
     from servers.gateway.app import runner
 
     upstreams = runner.gateway.upstreams if runner.gateway is not None else None
-    return upstreams.sessions() if upstreams is not None else []
+    return upstreams.pools() if upstreams is not None else []
 
 
 def process_label() -> str:

@@ -15,8 +15,8 @@ from servers.conf import servers_conf
 from servers.hooks import django_hooks
 from servers.models import McpServer, Prompt, Resource, Tool
 from servers.upstream.config import UpstreamConfig
+from servers.upstream.interface import Upstream
 from servers.upstream.manager import upstream_manager
-from servers.upstream.pool import UpstreamPool
 from servers.upstream.session import SessionHooks, describe, era_of
 
 
@@ -44,10 +44,10 @@ async def _with_session(config: UpstreamConfig, work: Any, hooks: SessionHooks |
     A list change heard here triggers nothing beyond `hooks` (the default: nothing at all).
     """
     async with upstream_manager(hooks or django_hooks()) as manager:
-        return await work(manager.session(config.single()))
+        return await work(manager.pool(config.single()))
 
 
-async def _fetch(session: UpstreamPool) -> Discovered:
+async def _fetch(session: Upstream) -> Discovered:
     tools = await session.list_tools()
     resources = await session.list_resources()
     prompts = await session.list_prompts()
@@ -65,7 +65,7 @@ class _ChangesHeard:
         self.count += 1
 
 
-async def _fetch_settled(session: UpstreamPool, changes: _ChangesHeard) -> Discovered:
+async def _fetch_settled(session: Upstream, changes: _ChangesHeard) -> Discovered:
     """List; if the server announced a change meanwhile (e.g. tools it adds right after connect), list once more.
 
     Once only: a server that announces a change on every listing must not hold the session in a loop.
@@ -92,7 +92,7 @@ def discover(server: McpServer) -> Discovered | None:
     return found
 
 
-async def rediscover_live(server_id: int, session: UpstreamPool) -> None:
+async def rediscover_live(server_id: int, session: Upstream) -> None:
     """Re-list through a live session (after its notifications/tools/list_changed) and store the result.
 
     A fresh connection would not do: a server's runtime tool changes live in that process.
@@ -247,7 +247,7 @@ def probe(server: McpServer, *, call_timeout: float | None = None) -> ProbeResul
     ``call_timeout`` bounds each round trip (default: the server's own call timeout).
     """
 
-    async def round_trip(session: UpstreamPool) -> ProbeResult:
+    async def round_trip(session: Upstream) -> ProbeResult:
         await session.ping()
         started = time.perf_counter()
         await session.ping()

@@ -46,8 +46,8 @@ from servers.gateway.registry import ServerEntry, Snapshot, build_snapshot
 from servers.hooks import django_hooks
 from servers.tokens import TokenInfo
 from servers.upstream.errors import UpstreamError, UpstreamOverloaded, UpstreamTimeout
+from servers.upstream.interface import Upstream
 from servers.upstream.manager import UpstreamManager, upstream_manager
-from servers.upstream.pool import AFFINITY_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class Gateway:
                 if time.monotonic() - published >= instances.PUBLISH_EVERY:
                     published = time.monotonic()
                     # Taken here, in the pools' event loop; stored from a thread (a Redis write).
-                    rows = instances.local_rows(upstreams.sessions())
+                    rows = instances.local_rows(upstreams.pools())
                     try:
                         await sync_to_async(instances.publish, thread_sensitive=False)(rows)
                     except instances.CACHE_ERRORS as exc:
@@ -241,16 +241,16 @@ class Gateway:
     def _on_upstream_tools_changed(self, server_id: int) -> None:
         # Called from the upstream's message handler: re-list in the background, through the live session.
         upstreams = self.upstreams
-        session = upstreams.get(server_id) if upstreams is not None else None
-        if upstreams is None or session is None:
+        pool = upstreams.running_pool(server_id) if upstreams is not None else None
+        if upstreams is None or pool is None:
             return
         if server_id in self._rediscovering:
             self._rediscover_again.add(server_id)  # coalesced: one more pass after the running one
             return
         self._rediscovering.add(server_id)
-        upstreams.start_soon(self._rediscover, server_id, session)
+        upstreams.start_soon(self._rediscover, server_id, pool)
 
-    async def _rediscover(self, server_id: int, session: Any) -> None:
+    async def _rediscover(self, server_id: int, session: Upstream) -> None:
         """Re-list until no change is pending: one pass at a time, passes `MCPHUB_RELIST_MIN_INTERVAL` apart.
 
         Changes announced while a pass waits are covered by that pass; one announced during a
@@ -357,8 +357,10 @@ class Gateway:
         progress = ctx.session.report_progress if ctx.meta and "progress_token" in ctx.meta else None
 
         async def operation() -> types.CallToolResult:
-            session = self._session(entry)
-            return await session.call_tool(tool, params.arguments, progress_callback=progress)
+            upstream = self._upstream(entry)
+            return await upstream.call_tool(
+                tool, params.arguments, progress_callback=progress, affinity=call.affinity_key
+            )
 
         result = await self._forward(call, entry, operation)
         if isinstance(result, types.CallToolResult):
@@ -381,7 +383,9 @@ class Gateway:
         param_headers = mcp_param_headers(header_map, arguments or {}) if header_map else None
 
         async def operation() -> dict[str, Any]:
-            return await self._session(entry).call_tool_json(tool, arguments, param_headers)
+            return await self._upstream(entry).call_tool_json(
+                tool, arguments, param_headers, affinity=call.affinity_key
+            )
 
         result = await self._forward(call, entry, operation)
         if isinstance(result, ForwardFailure):
@@ -429,7 +433,7 @@ class Gateway:
         call.server(entry, f"resource:{original}")
 
         async def operation() -> types.ReadResourceResult:
-            return await self._session(entry).read_resource(original)
+            return await self._upstream(entry).read_resource(original, affinity=call.affinity_key)
 
         result = await self._forward(call, entry, operation)
         if isinstance(result, ForwardFailure):
@@ -466,7 +470,7 @@ class Gateway:
         call.server(entry, f"prompt:{original}")
 
         async def operation() -> types.GetPromptResult:
-            return await self._session(entry).get_prompt(original, params.arguments)
+            return await self._upstream(entry).get_prompt(original, params.arguments, affinity=call.affinity_key)
 
         result = await self._forward(call, entry, operation)
         if isinstance(result, ForwardFailure):
@@ -476,10 +480,10 @@ class Gateway:
 
     # --- forwarding ---------------------------------------------------------------------------
 
-    def _session(self, entry: ServerEntry) -> Any:
+    def _upstream(self, entry: ServerEntry) -> Upstream:
         if self.upstreams is None:
             raise UpstreamError(entry.slug, "the hub is shutting down")
-        return self.upstreams.session(entry.config)
+        return self.upstreams.pool(entry.config)
 
     def _gate(self, entry: ServerEntry) -> ServerGate:
         gate = self._gates.get(entry.id)
@@ -499,7 +503,6 @@ class Gateway:
             call.finish("upstream_down", error=failure.message)
             return failure
         reachable: bool | None = None  # what this call learned of the upstream (for a breaker trial)
-        affinity = AFFINITY_KEY.set(call.affinity_key)  # which pool instance keeps this caller
         try:
             async with self._gate(entry).slot(entry.slug, entry.config.call_timeout):
                 result = await operation()
@@ -517,7 +520,6 @@ class Gateway:
             call.finish("protocol_error", error="cancelled by the client")
             raise
         finally:
-            AFFINITY_KEY.reset(affinity)
             if admission.trial:
                 self.breaker.settle(entry.id, reachable)
                 if reachable and self.upstreams is not None:

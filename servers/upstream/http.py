@@ -20,8 +20,8 @@ from servers.upstream.relay import make_relay_client
 # cannot have reached the server, so retrying a tools/call this way never runs it twice.
 CONNECT_RETRIES = 2
 
-# The SDK's SSE client caps one event at 1 MiB with no parameter; results of several MB must pass.
-sdk_sse.sse_within_origin = functools.partial(sdk_sse.sse_within_origin, max_event_size=None)
+# The SDK's SSE reader without its 1 MiB cap on one event (see `_lift_sse_event_limit`).
+_SSE_WITHOUT_EVENT_LIMIT = functools.partial(sdk_sse.sse_within_origin, max_event_size=None)
 
 
 class HttpLink:
@@ -36,9 +36,9 @@ class HttpLink:
             self.lost = True
 
 
-def make_http_client(config: UpstreamConfig, flag: HttpLink | None = None) -> httpx2.AsyncClient:
+def make_http_client(config: UpstreamConfig, link: HttpLink | None = None) -> httpx2.AsyncClient:
     """A keep-alive pool for one upstream: its headers, timeouts and concurrency."""
-    hooks: dict[str, list[Any]] = {"response": [flag.on_response]} if flag else {}
+    hooks: dict[str, list[Any]] = {"response": [link.on_response]} if link else {}
     limits = httpx2.Limits(
         max_connections=config.max_concurrent_calls + 2,  # + the GET stream and a spare
         max_keepalive_connections=config.max_concurrent_calls + 2,
@@ -55,23 +55,35 @@ def make_http_client(config: UpstreamConfig, flag: HttpLink | None = None) -> ht
 
 
 @asynccontextmanager
-async def http_transport(config: UpstreamConfig, flag: HttpLink) -> AsyncIterator[Any]:
+async def http_transport(config: UpstreamConfig, link: HttpLink) -> AsyncIterator[Any]:
     """The SDK transport for this upstream, with our pooled client (closed when the transport ends)."""
     if config.transport == "sse":
+        _lift_sse_event_limit()
 
         def factory(headers: Any = None, timeout: Any = None, auth: Any = None) -> httpx2.AsyncClient:
-            return make_http_client(config, flag)
+            return make_http_client(config, link)
 
         async with sse_client(config.url, httpx_client_factory=factory, sse_read_timeout=86400) as streams:
             yield streams
         return
     async with (
-        make_http_client(config, flag) as client,
+        make_http_client(config, link) as client,
         make_relay_client(config) as relay,
         streamable_http_client(config.url, http_client=client, max_sse_event_size=None) as streams,
     ):
-        flag.relay = relay
+        link.relay = relay
         try:
             yield streams
         finally:
-            flag.relay = None
+            link.relay = None
+
+
+def _lift_sse_event_limit() -> None:
+    """Let the SDK's legacy SSE client read events of any size: results of several MB must pass.
+
+    `streamable_http_client` takes `max_sse_event_size=None`, but `sse_client` has no such
+    parameter (mcp 2.3.0) and reads through its module's `sse_within_origin`, capped at 1 MiB;
+    so that name is rebound here, before each SSE connection (idempotent).
+    tests/servers/test_upstream_http.py's 3 MB result over SSE fails without it.
+    """
+    sdk_sse.sse_within_origin = _SSE_WITHOUT_EVENT_LIMIT

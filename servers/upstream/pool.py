@@ -1,11 +1,12 @@
-"""Several instances of one upstream server behind the interface of one session.
+"""Several instances of one upstream server behind the interface of one (`servers.upstream.interface`).
 
 An `UpstreamPool` holds one `UpstreamSession` per instance: stdio replicas of the
 same command, or one per URL of an HTTP server. Each call goes to the instance its
-balancing policy picks among those in rotation. The pool's own loop takes
-instances out of rotation when they fail, probes them back in, scales stdio
-replicas between `min_instances` and `max_instances` on sustained load, and
-stops idle stdio processes. A server with one instance behaves as a plain session.
+balancing policy picks among those in rotation (the affinity policy keys it on the
+call's `affinity`). The pool's own loop takes instances out of rotation when they
+fail, probes them back in, scales stdio replicas between `min_instances` and
+`max_instances` on sustained load, and stops idle stdio processes. A server with
+one instance behaves as a plain session.
 
 Calls are never retried once sent (a tools/call is not idempotent): only a call
 whose instance was unavailable before sending moves to another instance.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -28,22 +28,13 @@ from mcp import MCPError
 from servers.upstream.balancing import make_policy
 from servers.upstream.config import UpstreamConfig
 from servers.upstream.errors import UpstreamCrashed, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from servers.upstream.session import (
-    ProgressCallback,
-    SessionHooks,
-    SessionStats,
-    UpstreamSession,
-    describe,
-    idle_expired,
-)
+from servers.upstream.interface import ProgressCallback, Upstream
+from servers.upstream.session import SessionHooks, SessionStats, UpstreamSession, describe, idle_expired
 from servers.upstream.stdio import ProcessInfo
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# The caller's affinity key (downstream Mcp-Session-Id, else token), set by the gateway per request.
-AFFINITY_KEY: ContextVar[str | None] = ContextVar("mcphub_affinity_key", default=None)
 
 TICK_SECONDS = 0.25
 LATENCY_ALPHA = 0.2  # EWMA weight of the newest latency
@@ -137,7 +128,7 @@ class PoolInstance:
         )
 
 
-class UpstreamPool:
+class UpstreamPool(Upstream):
     def __init__(
         self, config: UpstreamConfig, hooks: SessionHooks | None = None, settings: PoolSettings | None = None
     ) -> None:
@@ -330,9 +321,8 @@ class UpstreamPool:
         self._freed.set()
         self._freed = anyio.Event()
 
-    async def _acquire(self, tried: set[PoolInstance]) -> PoolInstance:
+    async def _acquire(self, tried: set[PoolInstance], affinity: str | None) -> PoolInstance:
         """The instance for the next call: in rotation, with room; waits (bounded) while all are full."""
-        key = AFFINITY_KEY.get()
         limit = self.config.instance_max_concurrent_calls
         deadline = anyio.current_time() + self.config.call_timeout
         while True:
@@ -346,11 +336,11 @@ class UpstreamPool:
                 raise UpstreamUnavailable(self.config.slug, "no instance available")
             chosen: PoolInstance | None
             if self.policy.sticky:
-                chosen = self.policy.pick(rotation, key)
+                chosen = self.policy.pick(rotation, affinity)
                 chosen = chosen if chosen.has_room(limit) else None
             else:
                 free = [instance for instance in rotation if instance.has_room(limit)]
-                chosen = self.policy.pick(free, key) if free else None
+                chosen = self.policy.pick(free, affinity) if free else None
             if chosen is not None:
                 self._note_load()
                 chosen.in_flight += 1
@@ -376,14 +366,14 @@ class UpstreamPool:
         if self.waiting:  # a waiter took `_freed` and counted itself in one step: none can be missed
             self._wake_waiters()
 
-    async def _dispatch(self, operation: Callable[[UpstreamSession], Awaitable[T]]) -> T:
-        """Run one request on a picked instance; one unavailable before sending moves on to the next."""
+    async def _dispatch(self, operation: Callable[[UpstreamSession], Awaitable[T]], affinity: str | None = None) -> T:
+        """Run one request on the instance picked for `affinity`; one unavailable before sending moves on."""
         self._last_used = time.monotonic()
         tried: set[PoolInstance] = set()
         last_error: UpstreamUnavailable | None = None
         while True:
             try:
-                instance = await self._acquire(tried)
+                instance = await self._acquire(tried, affinity)
             except UpstreamUnavailable as exc:
                 raise (last_error or exc) from None
             started = time.perf_counter()
@@ -409,7 +399,7 @@ class UpstreamPool:
             finally:
                 self._release(instance)
 
-    # --- the interface of a session --------------------------------------------------------
+    # --- the interface of an upstream (servers.upstream.interface) ---------------------------
 
     async def call_tool(
         self,
@@ -417,8 +407,10 @@ class UpstreamPool:
         arguments: dict[str, Any] | None,
         progress_callback: ProgressCallback | None = None,
         timeout: float | None = None,
+        *,
+        affinity: str | None = None,
     ) -> types.CallToolResult:
-        return await self._dispatch(lambda s: s.call_tool(name, arguments, progress_callback, timeout))
+        return await self._dispatch(lambda s: s.call_tool(name, arguments, progress_callback, timeout), affinity)
 
     async def call_tool_json(
         self,
@@ -426,8 +418,10 @@ class UpstreamPool:
         arguments: dict[str, Any] | None,
         param_headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        *,
+        affinity: str | None = None,
     ) -> dict[str, Any]:
-        return await self._dispatch(lambda s: s.call_tool_json(name, arguments, param_headers, timeout))
+        return await self._dispatch(lambda s: s.call_tool_json(name, arguments, param_headers, timeout), affinity)
 
     async def list_tools(self) -> list[types.Tool]:
         return await self._dispatch(lambda s: s.list_tools())
@@ -438,11 +432,13 @@ class UpstreamPool:
     async def list_prompts(self) -> list[types.Prompt]:
         return await self._dispatch(lambda s: s.list_prompts())
 
-    async def read_resource(self, uri: str) -> types.ReadResourceResult:
-        return await self._dispatch(lambda s: s.read_resource(uri))
+    async def read_resource(self, uri: str, *, affinity: str | None = None) -> types.ReadResourceResult:
+        return await self._dispatch(lambda s: s.read_resource(uri), affinity)
 
-    async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
-        return await self._dispatch(lambda s: s.get_prompt(name, arguments))
+    async def get_prompt(
+        self, name: str, arguments: dict[str, str] | None, *, affinity: str | None = None
+    ) -> types.GetPromptResult:
+        return await self._dispatch(lambda s: s.get_prompt(name, arguments), affinity)
 
     async def ping(self) -> None:
         await self._dispatch(lambda s: s.ping())

@@ -10,6 +10,7 @@ an error, never a hang.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -30,6 +31,7 @@ from servers.upstream import relay
 from servers.upstream.config import UpstreamConfig
 from servers.upstream.errors import UpstreamCrashed, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servers.upstream.http import HttpLink, http_transport
+from servers.upstream.interface import ProgressCallback, Upstream
 from servers.upstream.stdio import ProcessInfo, stdio_transport
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,6 @@ HEALTHY_AFTER = 30.0
 POLL_INTERVAL = 0.25
 
 T = TypeVar("T")
-ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
 
 
 def _noop(*args: Any) -> None:
@@ -86,7 +87,9 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 
 
-class UpstreamSession:
+class UpstreamSession(Upstream):
+    """One connection; `affinity` is accepted and ignored (it picks among a pool's instances)."""
+
     def __init__(self, config: UpstreamConfig, hooks: SessionHooks | None = None) -> None:
         self.config = config
         self.hooks = hooks or SessionHooks()
@@ -134,7 +137,7 @@ class UpstreamSession:
                     self._client = None
                     self.stats.connected_since = None
                     self._finish_attempt()
-                if self._stopping or self._idle_expired() or self._retiring:
+                if self._must_end():
                     break
                 reason = self._reconnect_reason or self.stats.last_error or "connection ended"
                 self.stats.restarts += 1
@@ -197,6 +200,10 @@ class UpstreamSession:
 
     def _idle_expired(self) -> bool:
         return idle_expired(self.config, self.stats.in_flight, self.stats.last_used)
+
+    def _must_end(self) -> bool:
+        """Stopped, idle or retired: the supervisor ends instead of reconnecting."""
+        return self._stopping or self._idle_expired() or self._retiring
 
     def _finish_attempt(self) -> None:
         self._attempt_done.set()
@@ -309,6 +316,8 @@ class UpstreamSession:
         arguments: dict[str, Any] | None,
         progress_callback: ProgressCallback | None = None,
         timeout: float | None = None,
+        *,
+        affinity: str | None = None,
     ) -> types.CallToolResult:
         limit = timeout or self.config.call_timeout
         return await self.request(
@@ -322,6 +331,8 @@ class UpstreamSession:
         arguments: dict[str, Any] | None,
         param_headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        *,
+        affinity: str | None = None,
     ) -> dict[str, Any]:
         """The call's result as JSON: relayed raw to a stateless-era HTTP server, else through the SDK client."""
         limit = timeout or self.config.call_timeout
@@ -350,22 +361,24 @@ class UpstreamSession:
         return await self.request(operation, limit)
 
     async def list_tools(self) -> list[types.Tool]:
-        return await self._paginate(lambda c, cursor: c.list_tools(cursor=cursor), "tools")
+        return await self._paginate(lambda cursor, c: c.list_tools(cursor=cursor), "tools")
 
     async def list_resources(self) -> list[types.Resource]:
         if not self._supports("resources"):
             return []
-        return await self._paginate(lambda c, cursor: c.list_resources(cursor=cursor), "resources")
+        return await self._paginate(lambda cursor, c: c.list_resources(cursor=cursor), "resources")
 
     async def list_prompts(self) -> list[types.Prompt]:
         if not self._supports("prompts"):
             return []
-        return await self._paginate(lambda c, cursor: c.list_prompts(cursor=cursor), "prompts")
+        return await self._paginate(lambda cursor, c: c.list_prompts(cursor=cursor), "prompts")
 
-    async def read_resource(self, uri: str) -> types.ReadResourceResult:
+    async def read_resource(self, uri: str, *, affinity: str | None = None) -> types.ReadResourceResult:
         return await self.request(lambda c: c.read_resource(uri))
 
-    async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
+    async def get_prompt(
+        self, name: str, arguments: dict[str, str] | None, *, affinity: str | None = None
+    ) -> types.GetPromptResult:
         return await self.request(lambda c: c.get_prompt(name, arguments))
 
     async def ping(self) -> None:
@@ -386,11 +399,12 @@ class UpstreamSession:
         client = self._client
         return client is None or getattr(client.server_capabilities, capability, None) is not None
 
-    async def _paginate(self, fetch: Callable[[Client, str | None], Awaitable[Any]], attribute: str) -> list[Any]:
+    async def _paginate(self, fetch: Callable[[str | None, Client], Awaitable[Any]], attribute: str) -> list[Any]:
+        """Every item of a list, page after page: `fetch(cursor, client)` gets one page."""
         items: list[Any] = []
         cursor: str | None = None
         for _page in range(1000):  # a paginator that never ends must not hang discovery
-            page = await self.request(lambda c, cursor=cursor: fetch(c, cursor))
+            page = await self.request(functools.partial(fetch, cursor))
             items.extend(getattr(page, attribute))
             cursor = page.next_cursor
             if not cursor:

@@ -43,10 +43,6 @@ def _kill_live_groups() -> None:
 atexit.register(_kill_live_groups)
 
 
-def live_process_groups() -> set[int]:
-    return set(_live_groups)
-
-
 class ProcessInfo:
     """What the supervisor learns about the child (read by metrics and the admin)."""
 

@@ -18,7 +18,7 @@ import pytest
 from servers.upstream.config import UpstreamConfig
 from servers.upstream.errors import UpstreamCrashed, UpstreamError
 from servers.upstream.manager import upstream_manager
-from servers.upstream.pool import AFFINITY_KEY, PoolSettings, UpstreamPool
+from servers.upstream.pool import PoolSettings, UpstreamPool
 from servers.upstream.session import SessionHooks
 from tests.conftest import free_port, http_fixture_server, stdio_config
 
@@ -48,8 +48,8 @@ def http_replicas(url: str, *replica_urls: str, connect_timeout: float) -> Upstr
     )  # fmt: skip
 
 
-async def pid_of(pool: UpstreamPool) -> int:
-    return int((await pool.call_tool("pid", {})).content[0].text)
+async def pid_of(pool: UpstreamPool, affinity: str | None = None) -> int:
+    return int((await pool.call_tool("pid", {}, affinity=affinity)).content[0].text)
 
 
 async def load(workers: int, calls: int, call: Callable[[], Awaitable[object]]) -> list[object]:
@@ -72,7 +72,7 @@ async def load(workers: int, calls: int, call: Callable[[], Awaitable[object]]) 
 @pytest.mark.parametrize("policy", ["round_robin", "least_connections", "weighted"])
 async def test_calls_are_spread_over_stdio_replicas(policy: str) -> None:
     async with upstream_manager() as manager:
-        pool = manager.session(replicas(3, policy))
+        pool = manager.pool(replicas(3, policy))
         await wait_until(lambda: pool.state == "connected" and all(i.state == "connected" for i in pool.instances()))
         pids = await load(6, 30, lambda: pid_of(pool))
         snapshots = pool.instances()
@@ -94,7 +94,7 @@ async def test_round_robin_over_two_http_servers() -> None:
         second = stack.enter_context(http_fixture_server())
         config = http_replicas(first, second, connect_timeout=20)
         async with upstream_manager() as manager:
-            pool = manager.session(config)
+            pool = manager.pool(config)
             pids = await load(4, 20, lambda: pid_of(pool))
             labels = [s.label for s in pool.instances()]
 
@@ -107,7 +107,7 @@ async def test_unavailable_instance_fails_over_before_sending() -> None:
     with http_fixture_server() as alive:
         config = http_replicas(dead, alive, connect_timeout=5)
         async with upstream_manager() as manager:
-            pool = manager.session(config)
+            pool = manager.pool(config)
             results = await load(2, 10, lambda: pool.call_tool("echo", {"text": "x"}))
             snapshots = {s.label: s for s in pool.instances()}
 
@@ -118,7 +118,7 @@ async def test_unavailable_instance_fails_over_before_sending() -> None:
 
 async def test_killed_instance_fails_only_its_calls_in_flight_then_returns() -> None:
     async with upstream_manager(pool_settings=FAST) as manager:
-        pool = manager.session(replicas(3))
+        pool = manager.pool(replicas(3))
         await wait_until(lambda: all(i.state == "connected" for i in pool.instances()))
         killed: dict[str, int] = {}
         outcomes: list[object] = []
@@ -160,14 +160,10 @@ async def test_killed_instance_fails_only_its_calls_in_flight_then_returns() -> 
 
 async def test_affinity_keeps_a_caller_on_one_instance() -> None:
     async with upstream_manager() as manager:
-        pool = manager.session(replicas(3, "affinity"))
+        pool = manager.pool(replicas(3, "affinity"))
         seen: dict[str, set[int]] = {}
         for key in (f"session:{n}" for n in range(8)):
-            token = AFFINITY_KEY.set(key)
-            try:
-                seen[key] = {await pid_of(pool) for _ in range(6)}
-            finally:
-                AFFINITY_KEY.reset(token)
+            seen[key] = {await pid_of(pool, affinity=key) for _ in range(6)}
 
     assert all(len(pids) == 1 for pids in seen.values()), seen
     assert len(set().union(*seen.values())) >= 2  # different callers do land on different instances
@@ -175,7 +171,7 @@ async def test_affinity_keeps_a_caller_on_one_instance() -> None:
 
 async def test_per_instance_limit_makes_calls_wait_not_fail() -> None:
     async with upstream_manager() as manager:
-        pool = manager.session(replicas(2, instance_max_concurrent_calls=1))
+        pool = manager.pool(replicas(2, instance_max_concurrent_calls=1))
         busiest = 0
 
         async def watch() -> None:
@@ -198,7 +194,7 @@ async def test_scales_up_under_load_and_down_after_it_stops() -> None:
     hooks = SessionHooks(on_scale=lambda _id, before, after, reason: events.append((before, after, reason)))
     config = stdio_config(min_instances=1, max_instances=3)
     async with upstream_manager(hooks, FAST) as manager:
-        pool = manager.session(config)
+        pool = manager.pool(config)
         stop = anyio.Event()
         pids: set[int] = set()
         largest = 0
@@ -234,7 +230,7 @@ async def test_minimum_instances_run_and_are_kept_when_idle() -> None:
     events: list[tuple[int, int]] = []
     hooks = SessionHooks(on_scale=lambda _id, before, after, _reason: events.append((before, after)))
     async with upstream_manager(hooks, FAST) as manager:
-        pool = manager.session(stdio_config(min_instances=2, max_instances=4))
+        pool = manager.pool(stdio_config(min_instances=2, max_instances=4))
         await wait_until(lambda: all(s.state == "connected" for s in pool.instances()))
         await anyio.sleep(2)  # well past the scale-down period
         snapshots = pool.instances()
@@ -246,13 +242,13 @@ async def test_minimum_instances_run_and_are_kept_when_idle() -> None:
 async def test_idle_pool_stops_every_replica() -> None:
     async with upstream_manager() as manager:
         config = replicas(2, idle_timeout=1)
-        pool = manager.session(config)
+        pool = manager.pool(config)
         await load(2, 2, lambda: pool.call_tool("echo", {"text": "x"}))
         pids = [s.pid for s in pool.instances()]
 
         await wait_until(lambda: pool.state == "stopped", timeout=30)
         assert all(s.state == "stopped" for s in pool.instances())
-        again = manager.session(config)
+        again = manager.pool(config)
         assert again is not pool
         assert (await again.call_tool("echo", {"text": "back"})).content[0].text == "back"
     assert len(set(pids)) == 2

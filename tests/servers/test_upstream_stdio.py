@@ -30,10 +30,10 @@ def _alive(pid: int | None) -> bool:
 
 async def test_call_tool_and_list_tools() -> None:
     async with upstream_manager() as manager:
-        session = manager.session(stdio_config())
+        upstream = manager.pool(stdio_config())
 
-        result = await session.call_tool("add", {"a": 2, "b": 3})
-        tools = await session.list_tools()
+        result = await upstream.call_tool("add", {"a": 2, "b": 3})
+        tools = await upstream.list_tools()
 
     assert result.is_error is not True
     assert result.content[0].text == "5"
@@ -42,7 +42,7 @@ async def test_call_tool_and_list_tools() -> None:
 
 async def test_tool_error_is_a_result_not_an_exception() -> None:
     async with upstream_manager() as manager:
-        result = await manager.session(stdio_config()).call_tool("fail", {})
+        result = await manager.pool(stdio_config()).call_tool("fail", {})
 
     assert result.is_error is True
 
@@ -50,17 +50,17 @@ async def test_tool_error_is_a_result_not_an_exception() -> None:
 async def test_crash_gives_an_error_then_the_process_is_restarted() -> None:
     restarts: list[str] = []
     async with upstream_manager(SessionHooks(on_restart=lambda _id, reason: restarts.append(reason))) as manager:
-        session = manager.session(stdio_config())
-        await session.call_tool("echo", {"text": "before"})
-        first_pid = session.process.pid
+        upstream = manager.pool(stdio_config())
+        await upstream.call_tool("echo", {"text": "before"})
+        first_pid = upstream.process.pid
 
         with pytest.raises(UpstreamCrashed, match="fixture"):
-            await session.call_tool("crash", {})
-        await _wait_until(lambda: session.state == "connected" and session.process.pid != first_pid)
-        result = await session.call_tool("echo", {"text": "after"})
+            await upstream.call_tool("crash", {})
+        await _wait_until(lambda: upstream.state == "connected" and upstream.process.pid != first_pid)
+        result = await upstream.call_tool("echo", {"text": "after"})
 
     assert result.content[0].text == "after"
-    assert session.stats.restarts >= 1
+    assert upstream.stats.restarts >= 1
     assert restarts
     assert not _alive(first_pid)
 
@@ -68,13 +68,13 @@ async def test_crash_gives_an_error_then_the_process_is_restarted() -> None:
 async def test_silent_server_gives_a_timeout_error_never_a_hang() -> None:
     started = time.monotonic()
     async with upstream_manager() as manager:
-        session = manager.session(stdio_config("--silent", connect_timeout=2.0))
+        upstream = manager.pool(stdio_config("--silent", connect_timeout=2.0))
         with pytest.raises(UpstreamUnavailable, match="no connection within 2 s"):
-            await session.call_tool("echo", {"text": "x"})
+            await upstream.call_tool("echo", {"text": "x"})
         # In backoff now: the next call fails fast instead of waiting again.
         fast = time.monotonic()
         with pytest.raises(UpstreamUnavailable):
-            await session.call_tool("echo", {"text": "x"})
+            await upstream.call_tool("echo", {"text": "x"})
         assert time.monotonic() - fast < 1.5
 
     assert time.monotonic() - started < 60
@@ -82,11 +82,11 @@ async def test_silent_server_gives_a_timeout_error_never_a_hang() -> None:
 
 async def test_slow_call_times_out_with_the_limit_named() -> None:
     async with upstream_manager() as manager:
-        session = manager.session(stdio_config())
+        upstream = manager.pool(stdio_config())
         with pytest.raises(UpstreamTimeout, match="no answer within 1 s"):
-            await session.call_tool("slow", {"seconds": 30}, timeout=1)
+            await upstream.call_tool("slow", {"seconds": 30}, timeout=1)
         # The connection survives a timed-out call.
-        result = await session.call_tool("echo", {"text": "still here"})
+        result = await upstream.call_tool("echo", {"text": "still here"})
 
     assert result.content[0].text == "still here"
 
@@ -94,7 +94,7 @@ async def test_slow_call_times_out_with_the_limit_named() -> None:
 async def test_junk_on_stdout_is_skipped_and_reported() -> None:
     lines: list[str] = []
     async with upstream_manager(SessionHooks(on_stderr=lambda _id, new: lines.extend(new))) as manager:
-        result = await manager.session(stdio_config("--junk-stdout")).call_tool("echo", {"text": "ok"})
+        result = await manager.pool(stdio_config("--junk-stdout")).call_tool("echo", {"text": "ok"})
 
     assert result.content[0].text == "ok"
     assert any(line.startswith("[stdout, not JSON-RPC] junk line") for line in lines)
@@ -104,35 +104,35 @@ async def test_stderr_lines_reach_the_hook() -> None:
     lines: list[str] = []
     async with upstream_manager(SessionHooks(on_stderr=lambda _id, new: lines.extend(new))) as manager:
         # server-everything announces itself on stderr.
-        session = manager.session(stdio_config(command=str(EVERYTHING), args=("stdio",)))
-        await session.call_tool("echo", {"message": "hi"})
+        upstream = manager.pool(stdio_config(command=str(EVERYTHING), args=("stdio",)))
+        await upstream.call_tool("echo", {"message": "hi"})
         await _wait_until(lambda: any("STDIO" in line for line in lines))
 
 
 async def test_idle_process_is_stopped_and_restarted_on_next_use() -> None:
     async with upstream_manager() as manager:
         config = stdio_config(idle_timeout=1)
-        session = manager.session(config)
-        await session.call_tool("echo", {"text": "x"})
-        pid = session.process.pid
+        upstream = manager.pool(config)
+        await upstream.call_tool("echo", {"text": "x"})
+        pid = upstream.process.pid
 
-        await _wait_until(lambda: session.state == "stopped", timeout=30)
+        await _wait_until(lambda: upstream.state == "stopped", timeout=30)
         assert not _alive(pid)
 
-        again = manager.session(config)
+        again = manager.pool(config)
         result = await again.call_tool("echo", {"text": "back"})
 
-    assert again is not session
+    assert again is not upstream
     assert result.content[0].text == "back"
 
 
 async def test_config_change_replaces_the_session() -> None:
     async with upstream_manager() as manager:
-        old = manager.session(stdio_config())
+        old = manager.pool(stdio_config())
         await old.call_tool("echo", {"text": "x"})
         old_pid = old.process.pid
 
-        new = manager.session(stdio_config(config_version=2))
+        new = manager.pool(stdio_config(config_version=2))
         await new.call_tool("echo", {"text": "y"})
         await _wait_until(lambda: old.state == "stopped")
 
@@ -142,17 +142,17 @@ async def test_config_change_replaces_the_session() -> None:
 
 async def test_five_megabyte_result_passes() -> None:
     async with upstream_manager() as manager:
-        result = await manager.session(stdio_config()).call_tool("big", {"size_bytes": 5_000_000})
+        result = await manager.pool(stdio_config()).call_tool("big", {"size_bytes": 5_000_000})
 
     assert len(result.content[0].text) == 5_000_000
 
 
 async def test_no_child_left_after_the_manager_stops() -> None:
     async with upstream_manager() as manager:
-        sessions = [manager.session(stdio_config(id=i, slug=f"s{i}")) for i in range(3)]
-        for session in sessions:
-            await session.call_tool("echo", {"text": "x"})
-        pids = [session.process.pid for session in sessions]
+        upstreams = [manager.pool(stdio_config(id=i, slug=f"s{i}")) for i in range(3)]
+        for upstream in upstreams:
+            await upstream.call_tool("echo", {"text": "x"})
+        pids = [upstream.process.pid for upstream in upstreams]
         assert all(_alive(pid) for pid in pids)
 
     assert not any(_alive(pid) for pid in pids)
@@ -168,7 +168,7 @@ def test_no_child_left_when_the_hub_process_exits_without_cleanup(tmp_path) -> N
         "from tests.conftest import stdio_config\n"
         "async def main():\n"
         "    async with upstream_manager() as m:\n"
-        "        s = m.session(stdio_config())\n"
+        "        s = m.pool(stdio_config())\n"
         "        await s.call_tool('echo', {'text': 'x'})\n"
         "        print(s.process.pid, flush=True)\n"
         "        sys.exit(0)\n"
@@ -199,8 +199,8 @@ def test_no_child_left_when_the_hub_process_exits_without_cleanup(tmp_path) -> N
 async def test_era_is_detected_and_reported(server, expected_era: str) -> None:
     eras: list[tuple[str, str]] = []
     async with upstream_manager(SessionHooks(on_era=lambda _id, era, version: eras.append((era, version)))) as manager:
-        session = manager.session(server)
-        tools = await session.list_tools()
+        upstream = manager.pool(server)
+        tools = await upstream.list_tools()
 
     assert tools
     assert eras and eras[0][0] == expected_era
@@ -209,15 +209,15 @@ async def test_era_is_detected_and_reported(server, expected_era: str) -> None:
 async def test_remembered_handshake_era_skips_the_probe() -> None:
     # The fixture's whoami reports the protocol version each call arrived with.
     async with upstream_manager() as manager:
-        session = manager.session(stdio_config(era="handshake"))
-        result = await session.call_tool("whoami", {})
+        upstream = manager.pool(stdio_config(era="handshake"))
+        result = await upstream.call_tool("whoami", {})
 
     assert "2025-11-25" in result.content[0].text
 
 
 async def test_real_time_server_answers() -> None:
     async with upstream_manager() as manager:
-        session = manager.session(stdio_config(command=str(MCP_SERVER_TIME), args=()))
-        result = await session.call_tool("get_current_time", {"timezone": "UTC"})
+        upstream = manager.pool(stdio_config(command=str(MCP_SERVER_TIME), args=()))
+        result = await upstream.call_tool("get_current_time", {"timezone": "UTC"})
 
     assert '"timezone": "UTC"' in result.content[0].text or "UTC" in result.content[0].text

@@ -1,0 +1,63 @@
+"""What the hub calls on an upstream server, be it one `UpstreamSession` or an `UpstreamPool` of them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import mcp_types as types
+from mcp.shared.dispatcher import ProgressFnT
+
+from servers.upstream.config import UpstreamConfig
+
+# Called with (progress, total, message) for each progress notification of a call: the SDK's type.
+ProgressCallback = ProgressFnT
+
+
+class Upstream(Protocol):
+    """The gateway's forwarded requests, discovery's listings and the probes' ping.
+
+    `affinity` identifies the caller (downstream session, else token): a pool with the
+    affinity policy keeps each caller on one instance; one session has one connection and
+    ignores it. Every failure before a result comes back is an `UpstreamError`; an error
+    the server answered is an `MCPError`.
+    """
+
+    config: UpstreamConfig
+
+    @property
+    def protocol_version(self) -> str: ...
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None,
+        progress_callback: ProgressCallback | None = None,
+        timeout: float | None = None,
+        *,
+        affinity: str | None = None,
+    ) -> types.CallToolResult: ...
+
+    async def call_tool_json(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None,
+        param_headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        *,
+        affinity: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def read_resource(self, uri: str, *, affinity: str | None = None) -> types.ReadResourceResult: ...
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, str] | None, *, affinity: str | None = None
+    ) -> types.GetPromptResult: ...
+
+    async def list_tools(self) -> list[types.Tool]: ...
+
+    async def list_resources(self) -> list[types.Resource]: ...
+
+    async def list_prompts(self) -> list[types.Prompt]: ...
+
+    async def ping(self) -> None: ...
