@@ -33,6 +33,9 @@ class ServersConf:
     # MONITORING_BREAKER_COOLDOWN: seconds after a server went down before the breaker lets a trial call go
     # (the name is the one documented next to the health checks; the breaker is the gateway's)
     breaker_cooldown: float
+    # MCPHUB_FAST_PATH: the stateless hot path (servers/gateway/stateless.py, servers/upstream/relay.py); off,
+    # every /mcp request goes through the SDK's session manager
+    fast_path: bool
     pool: PoolSettings  # MCPHUB_POOL_SCALE_UP_INFLIGHT, ..._PROBE_INTERVAL: autoscaling and probing of pools
 
     def __post_init__(self) -> None:
@@ -55,6 +58,7 @@ class ServersConf:
             tools_cache_ttl=int(getattr(settings, "MCPHUB_TOOLS_CACHE_TTL", 300)),
             relist_min_interval=float(getattr(settings, "MCPHUB_RELIST_MIN_INTERVAL", 5.0)),
             breaker_cooldown=float(getattr(settings, "MONITORING_BREAKER_COOLDOWN", 30.0)),
+            fast_path=bool(getattr(settings, "MCPHUB_FAST_PATH", True)),
             pool=PoolSettings(**pool),
         )
 

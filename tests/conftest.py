@@ -130,22 +130,18 @@ def uvicorn_command(port: int, *extra: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def run_web(env: dict[str, str], procfile: bool = False, port: int | None = None) -> Iterator[LiveServer]:
-    """Run the ASGI app under daphne (or the Procfile's uvicorn command) on a loopback port until the block ends.
+def run_web(env: dict[str, str], port: int | None = None, daphne: bool = False) -> Iterator[LiveServer]:
+    """Run the ASGI app with the Procfile's web command (uvicorn, lifespan on) on a loopback port until the
+    block ends; `daphne`: under daphne instead, a server without lifespan (the gateway starts lazily).
 
     The test may stop the process first. Its output goes to a file (a pipe nobody reads
     would fill up and stall it); the file's tail is printed when the block fails.
     """
     port = port or free_port()
     log = tempfile.NamedTemporaryFile(prefix="web-", suffix=".log", delete=False)  # noqa: SIM115
-    daphne = [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port)]
-    process = subprocess.Popen(
-        uvicorn_command(port) if procfile else [*daphne, "mcphub.asgi:application"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    daphne_command = [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port)]
+    command = [*daphne_command, "mcphub.asgi:application"] if daphne else uvicorn_command(port)
+    process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: http_get(url + "/healthz", timeout=5).status, timeout=90, what="the web server to answer")
@@ -163,13 +159,6 @@ def run_web(env: dict[str, str], procfile: bool = False, port: int | None = None
                 process.kill()
                 process.wait()
         log.close()
-
-
-@contextlib.contextmanager
-def run_uvicorn(env: dict[str, str], port: int | None = None) -> Iterator[LiveServer]:
-    """The Procfile's web command (uvicorn, lifespan on) until the block ends; the test may stop it first."""
-    with run_web(env, procfile=True, port=port) as server:
-        yield server
 
 
 @pytest.fixture

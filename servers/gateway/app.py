@@ -1,6 +1,7 @@
 """The ASGI app behind /mcp and /mcp/<slug>/: bearer-token check, then the SDK's session manager.
 
-A stateless-era tools/call takes the hot path of servers.gateway.stateless instead.
+A stateless-era tools/call takes the hot path of servers.gateway.stateless instead
+(unless MCPHUB_FAST_PATH is off).
 
 Django's ASGI handler ignores the lifespan protocol, so the gateway starts
 lazily on the first request, in a long-lived task of the server's event loop
@@ -263,7 +264,7 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
         if len(body) > limit:
             await _too_large(receive, send, limit, complete)
             return
-        candidate = complete and stateless.is_candidate(scope)
+        candidate = servers_conf().fast_path and complete and stateless.is_candidate(scope)
         if candidate and await stateless.handle(gateway, request_scope, scope, receive, send, body):
             return
         receive = stateless.replaying(body, complete, receive)

@@ -133,6 +133,6 @@ class CallRecorder:
         record.error_code = code
         record.response_bytes = response_bytes
         if result is not None:
-            record.response_bytes = len(result.model_dump_json(by_alias=True, exclude_none=True))
+            record.response_bytes = len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
         submit(record)
         live_tail.publish(record)

@@ -363,6 +363,9 @@ class Gateway:
 
         result = await self._forward(call, entry, operation)
         if isinstance(result, types.CallToolResult):
+            if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                # Stamped now rather than by the SDK afterwards, so that the record measures what is sent.
+                result.meta = self._stamped_meta(result.meta)
             call.finish("tool_error" if result.is_error else "ok", result=result)
             return result
         return result.as_tool_error()
@@ -386,13 +389,20 @@ class Gateway:
         result = await self._forward(call, entry, operation)
         if isinstance(result, ForwardFailure):
             result = result.as_tool_error().model_dump(mode="json", by_alias=True, exclude_none=True)
-        # The SDK's rule for 2026-era results: a serverInfo stamp the handler (here the upstream) set wins.
-        meta = result.get("_meta")
-        if meta is None or (isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None):
-            result["_meta"] = {**(meta or {}), SERVER_INFO_META_KEY: self._server_info}
-        body = json.dumps(result, separators=(",", ":")).encode()
+        result["_meta"] = self._stamped_meta(result.get("_meta"))
+        # UTF-8 as the SDK writes it (not \u escapes): the same bytes, and so the same response_bytes.
+        body = json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode()
         call.finish("tool_error" if result.get("isError") else "ok", response_bytes=len(body))
         return body
+
+    def _stamped_meta(self, meta: Any) -> Any:
+        """A 2026-era result's `_meta` with the hub's serverInfo stamp, by the SDK's rule: a stamp the
+        handler (here the upstream) set wins; a missing or null one is filled in."""
+        if meta is None:
+            return {SERVER_INFO_META_KEY: self._server_info}
+        if isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
+            return {**meta, SERVER_INFO_META_KEY: self._server_info}
+        return meta
 
     # --- resources and prompts ------------------------------------------------------------------
 

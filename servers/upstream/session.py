@@ -354,7 +354,9 @@ class UpstreamSession(Upstream):
                 raise UpstreamTimeout(self.config.slug, f"no answer within {limit:g} s") from exc
             except (aiohttp.ClientError, relay.RelayError) as exc:
                 self.request_reconnect(describe(exc))
-                raise UpstreamCrashed(self.config.slug, f"connection lost during the call ({describe(exc)})") from exc
+                # A server gone mid-call is worded as the SDK client words it: one message whichever path.
+                reason = "Connection closed" if isinstance(exc, aiohttp.ServerDisconnectedError) else describe(exc)
+                raise UpstreamCrashed(self.config.slug, f"connection lost during the call ({reason})") from exc
 
         return await self.request(operation, limit)
 

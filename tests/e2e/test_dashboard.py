@@ -1,4 +1,4 @@
-"""The dashboard in a real browser (Debian's Chromium driven by Playwright) against a live daphne.
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright) against a live web process.
 
 Logs in through the admin form, opens `/`, records a status change on the back end with the
 monitoring service (so the real channel-layer event flows) and sees the server's card change

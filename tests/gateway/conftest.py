@@ -1,4 +1,4 @@
-"""A live hub (daphne, or the Procfile's uvicorn, on loopback) with real upstream servers registered and discovered."""
+"""A live hub (the Procfile's web command on loopback) with real upstream servers registered and discovered."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx2
@@ -55,6 +56,19 @@ class Hub:
         }
         return httpx2.post(self.url + "/mcp", content=body, headers={**base, **headers}, timeout=30)
 
+    def call(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        request_id: object = "call-1",
+        token: str | None = None,
+        **headers: str,
+    ) -> httpx2.Response:
+        """A raw 2026-07-28 tools/call POST to /mcp, as a stateless client sends it."""
+        return httpx2.request(
+            **modern_request(self.url + "/mcp", token or self.token, tool, arguments, request_id, **headers)
+        )
+
     def open_session(self, token: str | None = None) -> str:
         """A handshake-era session opened with raw POSTs (initialize, then initialized): its Mcp-Session-Id."""
         response = self.post(INITIALIZE, token=token)
@@ -75,11 +89,12 @@ INITIALIZE = (
 INITIALIZED = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
 
 
-def tool_call(name: str, arguments: dict[str, object], request_id: int = 1) -> bytes:
-    """A handshake-era tools/call request body."""
-    return json.dumps(
-        {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
-    ).encode()
+def tool_call(name: str, arguments: dict[str, object], request_id: object = 1, meta: dict | None = None) -> bytes:
+    """A tools/call request body: handshake-era, or 2026-07-28 with `meta=MODERN_META`."""
+    params: dict[str, object] = {"name": name, "arguments": arguments}
+    if meta is not None:
+        params["_meta"] = meta
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}).encode()
 
 
 def register_fixture(slug: str, *flags: str, **fields: object) -> McpServer:
@@ -91,26 +106,19 @@ def register_fixture(slug: str, *flags: str, **fields: object) -> McpServer:
 
 
 @contextmanager
-def live_hub(procfile: bool = False, **env: str) -> Iterator[Hub]:
+def live_hub(**env: str) -> Iterator[Hub]:
     """Servers `fixture` (SDK fixture, both eras) and `quick` (call timeout 2 s), an all-servers token, the web."""
     register_fixture("fixture")
     register_fixture("quick", call_timeout=2)
     _token, secret = services.create_token("tests")
-    with run_web(hub_env(**env), procfile=procfile) as server:
+    with run_web(hub_env(**env)) as server:
         yield Hub(server.url, secret, server)
 
 
 @pytest.fixture
 def hub(transactional_db: None) -> Iterator[Hub]:
-    """`live_hub` under daphne, with a 1 MB request limit."""
+    """`live_hub` with a 1 MB request limit."""
     with live_hub(MCPHUB_MAX_REQUEST_BYTES="1000000") as hub:
-        yield hub
-
-
-@pytest.fixture
-def procfile_hub(transactional_db: None) -> Iterator[Hub]:
-    """`live_hub` under the Procfile's uvicorn command, with a 1 MB request limit."""
-    with live_hub(procfile=True, MCPHUB_MAX_REQUEST_BYTES="1000000") as hub:
         yield hub
 
 
@@ -221,18 +229,33 @@ def modern_headers(token: str, tool: str) -> dict[str, str]:
     }
 
 
+def modern_request(
+    url: str, token: str, tool: str, arguments: dict[str, Any], request_id: object = "call-1", **headers: str
+) -> dict[str, Any]:
+    """The arguments of `httpx2.request` (or `.stream`) for a raw 2026-07-28 tools/call POST to `url`."""
+    return {
+        "method": "POST",
+        "url": url,
+        "content": tool_call(tool, arguments, request_id, meta=MODERN_META),
+        "headers": {**modern_headers(token, tool), **headers},
+        "timeout": 60,
+    }
+
+
 def stateless_call(url: str, token: str, request_id: int, http: httpx2.Client | None = None) -> dict:
     """One 2026-07-28 `fixture__add` tools/call, a raw POST (a new connection unless `http` is given); its result."""
-    body = {
-        "jsonrpc": "2.0",
-        "id": request_id,
-        "method": "tools/call",
-        "params": {"name": "fixture__add", "arguments": {"a": request_id, "b": 1}, "_meta": MODERN_META},
-    }
-    post = http.post if http is not None else httpx2.post
-    response = post(url, content=json.dumps(body), headers=modern_headers(token, "fixture__add"), timeout=60)
+    request = modern_request(url, token, "fixture__add", {"a": request_id, "b": 1}, request_id)
+    response = http.request(**request) if http is not None else httpx2.request(**request)
     assert response.status_code == 200, response.text
-    text = response.text
-    if not text.startswith("{"):
-        text = next(line[5:] for line in text.splitlines() if line.startswith("data:"))
-    return json.loads(text)["result"]
+    return answer(response)["result"]
+
+
+def answer(response: httpx2.Response) -> dict[str, Any]:
+    """The JSON-RPC answer, whether it came as JSON or (a call longer than the keep-alive) as an SSE stream."""
+    if response.headers["content-type"] == "text/event-stream":
+        return sse_messages(response.text)[-1]
+    return response.json()
+
+
+def sse_messages(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]

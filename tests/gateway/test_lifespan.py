@@ -1,6 +1,7 @@
 """The web process as the Procfile runs it (uvicorn, lifespan on), started and stopped with real signals.
 
-Start: spooled request-log records are written at once, without waiting for a call.
+Start: the gateway starts with the server (under a server without lifespan, at the first /mcp
+request); spooled request-log records are written at once, without waiting for a call.
 Stop (SIGTERM): every answered call is in the table, also right after a burst, and the
 process ends promptly even while clients hold a stream or a keep-alive connection open.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,12 +19,13 @@ from pathlib import Path
 import httpx2
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from honcho.manager import KILL_WAIT
 
 from logs.writer import LogRecord
 from servers import services
-from tests.conftest import LiveServer, hub_env, run_uvicorn, wait_for
+from tests.conftest import LiveServer, http_get, hub_env, run_web, wait_for
 from tests.gateway.conftest import MODERN_META, modern_headers, register_fixture, stateless_call
 from tests.gateway.test_auth import INITIALIZE
 
@@ -119,6 +122,32 @@ def fixture_and_token() -> str:
     return services.create_token("lifespan")[1]
 
 
+def _gateway_published(hub: LiveServer) -> bool:
+    """Whether the process's gateway has published its upstream instances (it does so ~1 s after it starts)."""
+    # The key format is the gateway's external name ("upstream-instances:<host>:<pid>"), read by monitoring.
+    return cache.get(f"upstream-instances:{socket.gethostname()}:{hub.process.pid}") is not None
+
+
+@pytest.mark.parametrize("daphne", [False, True], ids=["lifespan", "no-lifespan"])
+def test_the_gateway_starts_with_the_server_or_at_the_first_mcp_request(
+    fixture_and_token: str, tmp_path: Path, daphne: bool
+) -> None:
+    with run_web(_env(tmp_path), daphne=daphne) as hub:
+        if not daphne:
+            wait_for(lambda: _gateway_published(hub), timeout=30, what="the gateway to start with the server")
+            return
+        time.sleep(3)  # daphne ignores lifespan: nothing starts the gateway before a request for /mcp
+        assert not _gateway_published(hub)
+        auth = {"Authorization": f"Bearer {fixture_and_token}"}
+        assert http_get(hub.url + "/api/servers/", headers=auth).status == 200  # not a request for /mcp
+        assert not _gateway_published(hub)
+
+        result = stateless_call(hub.url + "/mcp", fixture_and_token, 1)
+
+        assert result["content"][0]["text"] == "2"
+        wait_for(lambda: _gateway_published(hub), timeout=30, what="the gateway started by the first /mcp call")
+
+
 def test_spooled_records_are_written_at_start_without_a_call(tmp_path: Path) -> None:
     spool = tmp_path / "var" / "logs-spool"
     spool.mkdir(parents=True)
@@ -126,19 +155,19 @@ def test_spooled_records_are_written_at_start_without_a_call(tmp_path: Path) -> 
     # As a process that stopped while PostgreSQL was down leaves them (pid 1: never this test's).
     (spool / "1-1-left.jsonl").write_text("".join(json.dumps(r.to_json()) + "\n" for r in records))
 
-    with run_uvicorn(_env(tmp_path)):
+    with run_web(_env(tmp_path)):
         wait_for(lambda: _rows() == (25, 25), timeout=30, what="the spool to be replayed with no call made")
 
     assert not any(spool.glob("*.jsonl*"))
 
 
 def test_sigterm_right_after_a_burst_writes_every_answered_call(fixture_and_token: str, tmp_path: Path) -> None:
-    with run_uvicorn(_env(tmp_path, DJANGO_SETTINGS_MODULE=SHUTDOWN_ONLY)) as hub:
+    with run_web(_env(tmp_path, DJANGO_SETTINGS_MODULE=SHUTDOWN_ONLY)) as hub:
         answered = _burst(hub, fixture_and_token)
         seconds = _sigterm_and_time(hub)
     print(f"burst of {BURST}: {answered} answered; stopped {seconds:.2f} s after SIGTERM; rows {_rows()[0]}")
 
-    with run_uvicorn(_env(tmp_path)):  # a restart (it would replay anything spooled)
+    with run_web(_env(tmp_path)):  # a restart (it would replay anything spooled)
         wait_for(lambda: _rows()[0] >= answered, timeout=30, what="a row per answered call")
         assert _rows() == (answered, answered) == (BURST, BURST)
 
@@ -146,7 +175,7 @@ def test_sigterm_right_after_a_burst_writes_every_answered_call(fixture_and_toke
 def test_sigterm_with_clients_connected_stops_promptly_and_writes_every_call(
     fixture_and_token: str, tmp_path: Path
 ) -> None:
-    with run_uvicorn(_env(tmp_path, DJANGO_SETTINGS_MODULE=SHUTDOWN_ONLY)) as hub:
+    with run_web(_env(tmp_path, DJANGO_SETTINGS_MODULE=SHUTDOWN_ONLY)) as hub:
         streams = [HeldStream.handshake_get(hub.url, fixture_and_token), HeldStream.listen(hub.url, fixture_and_token)]
         for stream in streams:
             stream.start()
@@ -173,7 +202,7 @@ def test_sigterm_with_clients_connected_stops_promptly_and_writes_every_call(
 def test_sigterm_during_a_long_call_answers_503_and_stops_after_the_grace(
     fixture_and_token: str, tmp_path: Path
 ) -> None:
-    with run_uvicorn(_env(tmp_path, DJANGO_SETTINGS_MODULE=SHUTDOWN_ONLY)) as hub:
+    with run_web(_env(tmp_path, DJANGO_SETTINGS_MODULE=SHUTDOWN_ONLY)) as hub:
         slow = ThreadPoolExecutor(1)
         # A call that would run 50 s (its server allows 60 s): the stop must not wait for it.
         long_call = slow.submit(

@@ -1,4 +1,4 @@
-"""/mcp end to end: the SDK client over loopback HTTP, through daphne, to real upstream processes."""
+"""/mcp end to end: the SDK client over loopback HTTP, through the web process, to real upstream processes."""
 
 from __future__ import annotations
 

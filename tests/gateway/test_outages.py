@@ -19,8 +19,7 @@ from servers import services
 from servers.models import AccessToken
 from servers.tokens import TOKEN_CACHE_SECONDS
 from tests.conftest import live_database_url, wait_for
-from tests.gateway.conftest import Hub, live_hub, tcp_proxy, tool_call
-from tests.gateway.test_stateless_calls import answer, call
+from tests.gateway.conftest import Hub, answer, live_hub, tcp_proxy, tool_call
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +29,7 @@ def _calls_for(hub: Hub, seconds: float) -> list[httpx2.Response]:
     responses = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        responses.append(call(hub, "fixture__add", {"a": len(responses), "b": 1}, len(responses)))
+        responses.append(hub.call("fixture__add", {"a": len(responses), "b": 1}, len(responses)))
         time.sleep(0.05)
     return responses
 
@@ -57,29 +56,28 @@ EXPIRES_IN = 8  # seconds: a token shown to the hub just before the outage expir
 def test_database_outage_known_token_keeps_calling_unknown_token_gets_503(newcomer: str) -> None:
     with (
         tcp_proxy(live_database_url()) as (proxy, database_url),
-        live_hub(procfile=True, DATABASE_URL=database_url) as hub,
+        live_hub(DATABASE_URL=database_url) as hub,
     ):
         session_id = hub.open_session()  # a handshake-era session, opened before the outage
         _assert_all_answered(_calls_for(hub, 1))
         token, expiring = services.create_token("expiring")
         AccessToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() + timedelta(seconds=EXPIRES_IN))
         expires = time.monotonic() + EXPIRES_IN
-        before_expiry = call(hub, "fixture__add", {"a": 1, "b": 1}, Authorization=f"Bearer {expiring}")
+        before_expiry = hub.call("fixture__add", {"a": 1, "b": 1}, Authorization=f"Bearer {expiring}")
 
         proxy.cut()
         during = _calls_for(hub, TOKEN_CACHE_SECONDS + 5)  # past the token cache's expiry
         handshake = hub.in_session(session_id, tool_call("fixture__echo", {"text": "during"}))
         time.sleep(max(0.0, expires + 1 - time.monotonic()))
-        after_expiry = call(hub, "fixture__add", {"a": 1, "b": 1}, Authorization=f"Bearer {expiring}")
-        refused = call(hub, "fixture__add", {"a": 1, "b": 1}, Authorization=f"Bearer {newcomer}")
-        wrong = call(hub, "fixture__add", {"a": 1, "b": 1}, Authorization="Bearer never-issued")
+        after_expiry = hub.call("fixture__add", {"a": 1, "b": 1}, Authorization=f"Bearer {expiring}")
+        refused = hub.call("fixture__add", {"a": 1, "b": 1}, Authorization=f"Bearer {newcomer}")
+        wrong = hub.call("fixture__add", {"a": 1, "b": 1}, Authorization="Bearer never-issued")
         log_during = _log(hub)
 
         proxy.restore()
         accepted = wait_for(
             lambda: (
-                (r := call(hub, "fixture__add", {"a": 2, "b": 2}, Authorization=f"Bearer {newcomer}")).status_code
-                == 200
+                (r := hub.call("fixture__add", {"a": 2, "b": 2}, Authorization=f"Bearer {newcomer}")).status_code == 200
                 and r
             ),
             timeout=60,
@@ -105,7 +103,7 @@ def test_database_outage_known_token_keeps_calling_unknown_token_gets_503(newcom
 
 
 def test_redis_outage_is_one_warning_and_one_line_when_back(transactional_db: None) -> None:
-    with tcp_proxy(settings.REDIS_URL) as (proxy, redis_url), live_hub(procfile=True, REDIS_URL=redis_url) as hub:
+    with tcp_proxy(settings.REDIS_URL) as (proxy, redis_url), live_hub(REDIS_URL=redis_url) as hub:
         _assert_all_answered(_calls_for(hub, 1))
         proxy.cut()
         during = _calls_for(hub, 8)  # several snapshot refreshes (1 s) and instance publications (5 s)

@@ -76,7 +76,7 @@ def _post_whole_body_then_read(hub: Hub, body: bytes, headers: dict[str, str]) -
 
 
 @pytest.mark.parametrize("headers", [STATELESS_CALL, {}], ids=["stateless-hot-path", "sdk"])
-def test_body_over_the_limit_is_413_after_the_whole_body(procfile_hub: Hub, headers: dict[str, str]) -> None:
+def test_body_over_the_limit_is_413_after_the_whole_body(hub: Hub, headers: dict[str, str]) -> None:
     # 6 MiB against the fixture's 1 MB limit, sent in full before the answer is read.
     text = "x" * (6 * 1024 * 1024)
     big = json.dumps(
@@ -88,23 +88,23 @@ def test_body_over_the_limit_is_413_after_the_whole_body(procfile_hub: Hub, head
         }
     ).encode()
 
-    status, body = _post_whole_body_then_read(procfile_hub, big, headers)
+    status, body = _post_whole_body_then_read(hub, big, headers)
 
     assert status == 413
     assert json.loads(body)["error"]["message"] == "request body over the 1000000-byte limit"
 
 
-def test_foreign_host_is_a_4xx_and_at_most_one_short_log_line(procfile_hub: Hub) -> None:
-    url = urlsplit(procfile_hub.url)
+def test_foreign_host_is_a_4xx_and_at_most_one_short_log_line(hub: Hub) -> None:
+    url = urlsplit(hub.url)
     statuses = []
     for method, path in (("GET", "/"), ("GET", "/admin/"), ("GET", "/api/servers/"), ("POST", "/mcp")):
         with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
-            head = f"Host: evil.example\r\nAuthorization: Bearer {procfile_hub.token}\r\nContent-Length: 2\r\n"
+            head = f"Host: evil.example\r\nAuthorization: Bearer {hub.token}\r\nContent-Length: 2\r\n"
             sock.sendall(f"{method} {path} HTTP/1.1\r\n{head}Connection: close\r\n\r\n{{}}".encode())
             response = http.client.HTTPResponse(sock)
             response.begin()
             statuses.append(response.status)
-    log = Path(procfile_hub.server.log)
+    log = Path(hub.server.log)
 
     def refusals() -> list[str]:
         return [line for line in log.read_text().splitlines() if "evil.example" in line]

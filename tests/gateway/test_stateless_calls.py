@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import httpx2
 import mcp_types as types
@@ -16,7 +15,7 @@ from servers.discovery import discover
 from servers.models import McpServer
 from servers.upstream.relay import USER_AGENT
 from tests.conftest import http_fixture_server, hub_env, run_web, wait_for
-from tests.gateway.conftest import Hub, register_fixture
+from tests.gateway.conftest import Hub, answer, modern_request, register_fixture, sse_messages
 
 pytestmark = [pytest.mark.slow]
 
@@ -39,53 +38,8 @@ def http_hub(transactional_db: None) -> Iterator[Hub]:
             yield Hub(live.url, secret, live)
 
 
-def request(
-    hub: Hub, tool: str, arguments: dict[str, Any], request_id: object = "call-1", **headers: str
-) -> dict[str, Any]:
-    """The arguments of a raw 2026-07-28 tools/call POST, as a stateless client sends it."""
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
-    body = {
-        "jsonrpc": "2.0",
-        "id": request_id,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments, "_meta": meta},
-    }
-    return {
-        "method": "POST",
-        "url": hub.url + "/mcp",
-        "content": json.dumps(body).encode(),
-        "headers": {
-            "Authorization": f"Bearer {hub.token}",
-            "Content-Type": "application/json",
-            "Accept": "application/json, text/event-stream",
-            "MCP-Protocol-Version": "2026-07-28",
-            "Mcp-Method": "tools/call",
-            "Mcp-Name": tool,
-            **headers,
-        },
-        "timeout": 60,
-    }
-
-
-def call(
-    hub: Hub, tool: str, arguments: dict[str, Any], request_id: object = "call-1", **headers: str
-) -> httpx2.Response:
-    return httpx2.request(**request(hub, tool, arguments, request_id, **headers))
-
-
-def answer(response: httpx2.Response) -> dict[str, Any]:
-    """The JSON-RPC answer, whether it came as JSON or (a call longer than the keep-alive) as an SSE stream."""
-    if response.headers["content-type"] == "text/event-stream":
-        return sse_messages(response.text)[-1]
-    return response.json()
-
-
-def sse_messages(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
-
-
 def test_call_to_a_stateless_http_upstream_is_relayed(http_hub: Hub) -> None:
-    response = call(http_hub, "web__whoami", {}, request_id="abc")
+    response = http_hub.call("web__whoami", {}, request_id="abc")
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
@@ -102,10 +56,10 @@ def test_call_to_a_stateless_http_upstream_is_relayed(http_hub: Hub) -> None:
 
 def test_results_and_tool_errors_pass_through_both_upstream_kinds(http_hub: Hub) -> None:
     for slug in ("web", "fixture"):
-        added = answer(call(http_hub, f"{slug}__add", {"a": 2, "b": 3}, request_id=7))
+        added = answer(http_hub.call(f"{slug}__add", {"a": 2, "b": 3}, request_id=7))
         assert added["id"] == 7
         assert added["result"]["structuredContent"] == {"result": 5}
-        failed = answer(call(http_hub, f"{slug}__fail", {}))["result"]
+        failed = answer(http_hub.call(f"{slug}__fail", {}))["result"]
         assert failed["isError"] is True
         assert failed["content"][0]["text"] == "this tool always fails"
 
@@ -121,28 +75,30 @@ def test_results_and_tool_errors_pass_through_both_upstream_kinds(http_hub: Hub)
 
 
 def test_a_long_call_becomes_a_stream_with_keepalive_pings(http_hub: Hub) -> None:
-    response = call(http_hub, "web__slow", {"seconds": 2})
+    response = http_hub.call("web__slow", {"seconds": 2})
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/event-stream"
     assert ": ping" in response.text
-    [answer] = sse_messages(response.text)
-    assert answer["id"] == "call-1"
-    assert answer["result"]["content"][0]["text"] == "slept 2.0s"
+    [message] = sse_messages(response.text)
+    assert message["id"] == "call-1"
+    assert message["result"]["content"][0]["text"] == "slept 2.0s"
 
 
 def test_closing_the_request_cancels_the_call(http_hub: Hub) -> None:
-    with httpx2.stream(**request(http_hub, "web__slow", {"seconds": 30})) as response:
+    with httpx2.stream(
+        **modern_request(http_hub.url + "/mcp", http_hub.token, "web__slow", {"seconds": 30})
+    ) as response:
         assert response.headers["content-type"] == "text/event-stream"  # the call is running; we hang up
 
     record = wait_for(lambda: RequestLog.objects.filter(tool="slow").first(), what="the cancelled call's record")
     assert isinstance(record, RequestLog)
     assert (record.outcome, record.error) == ("protocol_error", "cancelled by the client")
-    assert answer(call(http_hub, "web__echo", {"text": "still there"}))["result"]["content"][0]["text"] == "still there"
+    assert answer(http_hub.call("web__echo", {"text": "still there"}))["result"]["content"][0]["text"] == "still there"
 
 
 def test_a_relayed_call_over_its_time_is_a_tool_error_naming_server_and_limit(http_hub: Hub) -> None:
-    result = answer(call(http_hub, "webquick__slow", {"seconds": 20}))["result"]
+    result = answer(http_hub.call("webquick__slow", {"seconds": 20}))["result"]
 
     assert result["isError"] is True
     assert result["content"][0]["text"] == "webquick: no answer within 2 s"
@@ -151,7 +107,7 @@ def test_a_relayed_call_over_its_time_is_a_tool_error_naming_server_and_limit(ht
 
 
 def test_an_upstream_dying_mid_call_is_a_tool_error_naming_the_server(http_hub: Hub) -> None:
-    result = answer(call(http_hub, "web__crash", {}))["result"]
+    result = answer(http_hub.call("web__crash", {}))["result"]
 
     assert result["isError"] is True
     assert result["content"][0]["text"].startswith("web: connection lost during the call")
@@ -159,7 +115,7 @@ def test_an_upstream_dying_mid_call_is_a_tool_error_naming_the_server(http_hub: 
     assert isinstance(record, RequestLog)
     assert record.outcome == "connection_lost"
     # The server is gone now: the next call cannot reach it at all.
-    after = answer(call(http_hub, "web__echo", {"text": "anyone?"}))["result"]
+    after = answer(http_hub.call("web__echo", {"text": "anyone?"}))["result"]
     assert after["isError"] is True
     record = wait_for(lambda: RequestLog.objects.filter(tool="echo").first(), what="the next call's record")
     assert isinstance(record, RequestLog)
@@ -167,13 +123,13 @@ def test_an_upstream_dying_mid_call_is_a_tool_error_naming_the_server(http_hub: 
 
 
 def test_a_call_over_the_body_limit_is_413(http_hub: Hub) -> None:
-    response = call(http_hub, "web__echo", {"text": "x" * 1_100_000})
+    response = http_hub.call("web__echo", {"text": "x" * 1_100_000})
 
     assert response.status_code == 413
 
 
 def test_unknown_tool_is_invalid_params_with_http_400(http_hub: Hub) -> None:
-    response = call(http_hub, "web__nope", {})
+    response = http_hub.call("web__nope", {})
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == types.INVALID_PARAMS
@@ -182,7 +138,7 @@ def test_unknown_tool_is_invalid_params_with_http_400(http_hub: Hub) -> None:
 
 def test_a_request_failing_the_sdk_checks_gets_the_sdk_error(http_hub: Hub) -> None:
     # Mcp-Name disagrees with the body: the hot path leaves the request to the SDK, which refuses it.
-    response = call(http_hub, "web__echo", {"text": "x"}, **{"Mcp-Name": "web__add"})
+    response = http_hub.call("web__echo", {"text": "x"}, **{"Mcp-Name": "web__add"})
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == types.HEADER_MISMATCH

@@ -56,7 +56,7 @@ def web(transactional_db: None) -> Iterator[LiveServer]:
     alpha = make_server("alpha", env={"API_KEY": "s3cret"}, headers={"X-Key": "v"}, status="up")  # health: 200
     Tool.objects.create(server=alpha, name="echo", input_schema={"type": "object"})
     RequestLog.objects.create(created_at=timezone.now(), server_slug="alpha", tool="echo", outcome="ok")
-    with run_web(hub_env(), procfile=True) as server:
+    with run_web(hub_env()) as server:
         yield server
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BASE_DIR, embedded_env, http_get, run_uvicorn, wait_for
+from tests.conftest import BASE_DIR, embedded_env, http_get, run_web, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def test_restarted_servers_keep_their_address_and_a_running_hub_recovers(embedde
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=BASE_DIR, env=env, check=True, timeout=180
         )
-        with run_uvicorn(env) as hub:
+        with run_web(env) as hub:
             wait_for(lambda: http_get(hub.url + "/healthz").status == 200, timeout=60, what="a healthy hub")
 
             _embedded("stop", env)

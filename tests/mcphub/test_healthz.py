@@ -35,7 +35,7 @@ def test_healthz_is_read_only(client: Client) -> None:
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_database_down_gives_503_naming_it() -> None:
-    # Nothing listens on the port: a real refused connection, in a real daphne process.
+    # Nothing listens on the port: a real refused connection, in a real web process.
     dead = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
     with run_web(hub_env(DATABASE_URL=dead)) as server:
         response = http_get(server.url + "/healthz")

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 def proxied_web(transactional_db: None) -> Iterator[tuple[LiveServer, TcpProxy]]:
     with (
         tcp_proxy(live_database_url()) as (proxy, database_url),
-        run_web(hub_env(DATABASE_URL=database_url), procfile=True) as server,
+        run_web(hub_env(DATABASE_URL=database_url)) as server,
     ):
         yield server, proxy
 

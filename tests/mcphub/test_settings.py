@@ -69,6 +69,25 @@ def test_debug_and_allowed_hosts_from_environment(tmp_path) -> None:
     assert _settings_in_subprocess(env, "settings.ALLOWED_HOSTS") == "['hub.example.com', 'other.example.com']"
 
 
+def test_the_fast_path_switch_from_environment(tmp_path) -> None:
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="mcphub.settings",
+        MCPHUB_VAR_DIR=str(tmp_path),
+        DATABASE_URL="postgresql://postgres@127.0.0.1:1/unused",
+        REDIS_URL=settings.REDIS_URL,
+    )
+    env.pop("MCPHUB_FAST_PATH", None)
+    fast_path = "__import__('servers.conf').conf.servers_conf().fast_path"
+
+    assert _settings_in_subprocess(env, fast_path) == "True"  # on unless turned off
+    assert [_settings_in_subprocess(dict(env, MCPHUB_FAST_PATH=value), fast_path) for value in ("0", "false")] == [
+        "False",
+        "False",
+    ]
+    assert _settings_in_subprocess(dict(env, MCPHUB_FAST_PATH="1"), fast_path) == "True"
+
+
 def test_importing_settings_starts_no_server(embedded_var_dir) -> None:
     """Without DATABASE_URL / REDIS_URL, settings compute the embedded servers' addresses; only entry points
     (launcher, manage.py, the ASGI module, the test session) start them."""

@@ -18,6 +18,7 @@ def test_defaults() -> None:
         tools_cache_ttl=300,
         relist_min_interval=5.0,
         breaker_cooldown=30.0,
+        fast_path=True,
         pool=PoolSettings(),
     )
 
