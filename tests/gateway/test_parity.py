@@ -29,7 +29,7 @@ from servers.upstream.relay import USER_AGENT
 from tests.conftest import free_port, http_fixture_server, hub_env, run_web, wait_for
 from tests.gateway.conftest import Hub, answer
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.parity, pytest.mark.django_db(transaction=True)]
 
 PATHS = {"fast": "1", "sdk": "0"}  # MCPHUB_FAST_PATH
 MAX_REQUEST_BYTES = 100_000
