@@ -6,7 +6,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 
-from servers.gateway import outages
+from servers import outages
 
 # Seconds a client is asked to wait: a database restart or failover takes about this long.
 RETRY_AFTER_SECONDS = 5

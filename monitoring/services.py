@@ -20,8 +20,8 @@ from rest_framework.renderers import JSONRenderer
 from monitoring.conf import monitoring_conf
 from monitoring.models import REACHABLE, HealthCheck, MetricBucket
 from servers.gateway.instances import all_instances
-from servers.gateway.outages import CACHE_ERRORS
 from servers.models import McpServer
+from servers.outages import CACHE_ERRORS
 
 logger = logging.getLogger(__name__)
 

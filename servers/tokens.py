@@ -15,8 +15,8 @@ from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
+from servers import outages
 from servers.blocking import run_blocking
-from servers.gateway import outages
 from servers.models import AccessToken
 
 TOKEN_CACHE_SECONDS = 10.0

@@ -20,7 +20,7 @@ from typing import Any, Protocol, cast
 from django.core.cache import cache
 from django_redis.cache import RedisCache
 
-from servers.gateway.outages import CACHE_ERRORS
+from servers.outages import CACHE_ERRORS
 from servers.upstream.config import UpstreamConfig
 from servers.upstream.pool import InstanceSnapshot
 

@@ -22,7 +22,7 @@ from channels.layers import get_channel_layer
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from logs.writer import LogRecord, submit
-from servers.gateway import outages
+from servers import outages
 from servers.gateway.registry import ServerEntry
 from servers.gateway.scope import Ctx, RequestScope
 

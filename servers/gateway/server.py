@@ -33,10 +33,11 @@ from mcp.shared.inbound import mcp_param_headers
 from mcp_types import SERVER_INFO_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from servers import outages
 from servers.blocking import run_blocking
 from servers.conf import servers_conf
 from servers.discovery import rediscover_live, registry_version
-from servers.gateway import instances, metrics, outages
+from servers.gateway import instances, metrics
 from servers.gateway.breaker import CircuitBreaker, request_health_check
 from servers.gateway.names import split_uri
 from servers.gateway.recorder import CallRecorder, live_tail
