@@ -6,11 +6,15 @@ The environment sets those the README documents under the same name (``mcphub/se
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from django.conf import settings
 from django.core.signals import setting_changed
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,15 +42,12 @@ class LogsConf:
         )
 
 
-@functools.cache
-def logs_conf() -> LogsConf:
-    """The logs settings, read once per process."""
-    return LogsConf.from_settings()
+def read_once(read: Callable[[], T]) -> Callable[[], T]:
+    """`read` cached for the process: every app's conf reader (`logs_conf`, `servers_conf`, `monitoring_conf`)."""
+    cached = functools.cache(read)
+    # Test support only: pytest-django's `settings` fixture and override_settings announce their changes here.
+    setting_changed.connect(lambda **kwargs: cached.cache_clear(), weak=False)
+    return cached
 
 
-def _reread(**kwargs: object) -> None:
-    logs_conf.cache_clear()
-
-
-# Test support only: pytest-django's `settings` fixture and override_settings announce their changes here.
-setting_changed.connect(_reread)
+logs_conf = read_once(LogsConf.from_settings)

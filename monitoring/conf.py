@@ -5,11 +5,11 @@ The environment sets those the README documents under the same name (``mcphub/se
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.signals import setting_changed
+
+from logs.conf import read_once
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,4 @@ class MonitoringConf:
         )
 
 
-@functools.cache
-def monitoring_conf() -> MonitoringConf:
-    """The monitoring settings, read once per process."""
-    return MonitoringConf.from_settings()
-
-
-def _reread(**kwargs: object) -> None:
-    monitoring_conf.cache_clear()
-
-
-# Test support only: pytest-django's `settings` fixture and override_settings announce their changes here.
-setting_changed.connect(_reread)
+monitoring_conf = read_once(MonitoringConf.from_settings)

@@ -7,12 +7,11 @@ settings are the upstream layer's own value object (`PoolSettings`, defaults the
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, fields
 
 from django.conf import settings
-from django.core.signals import setting_changed
 
+from logs.conf import read_once
 from servers.upstream.pool import PoolSettings
 
 
@@ -63,15 +62,4 @@ class ServersConf:
         )
 
 
-@functools.cache
-def servers_conf() -> ServersConf:
-    """The servers settings, read once per process."""
-    return ServersConf.from_settings()
-
-
-def _reread(**kwargs: object) -> None:
-    servers_conf.cache_clear()
-
-
-# Test support only: pytest-django's `settings` fixture and override_settings announce their changes here.
-setting_changed.connect(_reread)
+servers_conf = read_once(ServersConf.from_settings)
