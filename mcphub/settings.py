@@ -237,8 +237,8 @@ APP_SETTINGS_FROM_ENVIRONMENT = (
     "METRICS_HOUR_RETENTION_DAYS",
 )
 APP_LIST_SETTINGS_FROM_ENVIRONMENT = ("MCPHUB_ALLOWED_ORIGINS", "MCPHUB_METRICS_ALLOWED_NETWORKS")  # comma-separated
-globals().update({name: os.environ[name] for name in APP_SETTINGS_FROM_ENVIRONMENT if name in os.environ})
 APP_BOOL_SETTINGS_FROM_ENVIRONMENT = ("MCPHUB_FAST_PATH",)  # 1/true/yes/on; anything else ("0", "false") is off
+globals().update({name: os.environ[name] for name in APP_SETTINGS_FROM_ENVIRONMENT if name in os.environ})
 globals().update({name: env_list(name, "") for name in APP_LIST_SETTINGS_FROM_ENVIRONMENT if name in os.environ})
 globals().update({name: env_bool(name) for name in APP_BOOL_SETTINGS_FROM_ENVIRONMENT if name in os.environ})
 
