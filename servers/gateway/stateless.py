@@ -165,7 +165,7 @@ async def _call(
 ) -> tuple[int, bytes]:
     """The HTTP status and JSON-RPC response of one call."""
     try:
-        result = await gateway.call_tool_json(request_scope, call, params["name"], params.get("arguments"))
+        result = await gateway.call_tool_json(request_scope, call, params)
         return 200, b'{"jsonrpc":"2.0","id":%s,"result":%s}' % (id_json, result)
     except MCPError as exc:
         return _error(id_json, exc.error)
