@@ -192,3 +192,13 @@ def test_a_round_is_answered_by_another_web_process(hub: Hub) -> None:
             url=other.url,
         )["result"]
     assert list(second["inputRequests"]) == ["color"]
+
+
+def test_a_tool_the_snapshot_does_not_list_reaches_the_server_on_its_endpoint(hub: Hub) -> None:
+    """/mcp/<slug>/ answers as the server would; /mcp knows only the tools it lists."""
+    for path in ("/mcp/web/", "/mcp/fixture/"):
+        result = rpc(hub, path, "tools/call", {"name": "unlisted", "arguments": {}})["result"]
+        assert result["content"][0]["text"] == "an unlisted tool answered"
+        unknown = rpc(hub, path, "tools/call", {"name": "nope", "arguments": {}})
+        assert unknown["error"]["code"] == -32602  # the server's own answer
+    assert rpc(hub, "/mcp", "tools/call", {"name": "web__unlisted", "arguments": {}})["error"]["code"] == -32602
