@@ -39,7 +39,7 @@ from servers.conf import servers_conf
 from servers.discovery import rediscover_live, registry_version
 from servers.gateway import instances, metrics, rounds
 from servers.gateway.breaker import CircuitBreaker, request_health_check
-from servers.gateway.names import RESOURCE_SCHEME, split_uri
+from servers.gateway.names import split_uri
 from servers.gateway.recorder import CallRecorder, live_tail
 from servers.gateway.registry import ServerEntry, Snapshot, build_snapshot
 from servers.gateway.scope import CURRENT_SLUG, Ctx, RequestScope
@@ -146,7 +146,6 @@ class Gateway:
             on_call_tool=self.call_tool,
             on_list_resources=self.list_resources,
             on_read_resource=self.read_resource,
-            on_list_resource_templates=self.list_resource_templates,
             on_list_prompts=self.list_prompts,
             on_get_prompt=self.get_prompt,
             on_subscriptions_listen=self._listen,
@@ -482,49 +481,6 @@ class Gateway:
             for content in typed.contents:
                 content.uri = uri if str(content.uri) == original else content.uri
         return typed
-
-    async def list_resource_templates(self, ctx: Ctx, params: types.PaginatedRequestParams | None) -> Any:
-        """Asked of the upstreams when asked (the snapshot holds no templates): on `/mcp/<slug>/` the server's
-        answer as it gave it (cursor, caching hints); on `/mcp` every visible server's first page, templates
-        named `mcphub+<slug>:<template>` (as resources are), private and immediately stale."""
-        scope = RequestScope.of(ctx)
-        if scope.slug is not None:
-            entries = self._visible(scope)
-            if not entries:
-                raise MCPError(types.INVALID_PARAMS, f"no server {scope.slug!r}")
-            request = {"cursor": params.cursor} if params is not None and params.cursor else {}
-            return await self._templates_of(entries[0], request, strict=True)
-        pages = {}
-
-        async def fetch(entry: ServerEntry) -> None:
-            pages[entry.slug] = await self._templates_of(entry, {}, strict=False)
-
-        async with anyio.create_task_group() as group:
-            for entry in self._visible(scope):
-                if entry.resources:
-                    group.start_soon(fetch, entry)
-        templates = [
-            {**template, "uriTemplate": f"{RESOURCE_SCHEME}{slug}:{template.get('uriTemplate', '')}"}
-            for slug, page in sorted(pages.items())
-            for template in page.get("resourceTemplates") or ()
-            if isinstance(template, dict)
-        ]
-        return {"resourceTemplates": templates, "ttlMs": 0, "cacheScope": "private", "resultType": "complete"}
-
-    async def _templates_of(self, entry: ServerEntry, request: dict[str, Any], *, strict: bool) -> dict[str, Any]:
-        """One server's resources/templates/list page; a failure is -32603 (`strict`) or no templates."""
-        try:
-            with anyio.fail_after(entry.config.call_timeout):
-                result = await self._upstream(entry).request_json("resources/templates/list", request)
-        except (UpstreamError, MCPError, TimeoutError) as exc:
-            if strict:
-                raise MCPError(types.INTERNAL_ERROR, f"{entry.slug}: {exc}") from exc
-            logger.info("resources/templates/list of %s failed: %s", entry.slug, exc)
-            return {}
-        result.setdefault("ttlMs", 0)
-        result.setdefault("cacheScope", "private")
-        result.setdefault("resultType", "complete")
-        return result
 
     async def list_prompts(self, ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
         scope = RequestScope.of(ctx)

@@ -27,8 +27,7 @@ async def send_raw(client: Client, method: str, params: dict[str, Any], timeout:
 
 
 async def handshake_request(client: Client, method: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """A handshake-era server's answer through the SDK client, dumped as JSON (the three requests above, and
-    resources/templates/list).
+    """A handshake-era server's answer through the SDK client, dumped as JSON.
 
     That era has no multi-round requests: `inputResponses`, `requestState` and `_meta` are not sent.
     """
@@ -39,8 +38,6 @@ async def handshake_request(client: Client, method: str, params: dict[str, Any],
         result = await client.get_prompt(params["name"], params.get("arguments"))
     elif method == "resources/read":
         result = await client.read_resource(params["uri"])
-    elif method == "resources/templates/list":
-        result = await client.list_resource_templates(cursor=params.get("cursor"))
     else:
         raise ValueError(f"not a request the hub passes through: {method}")
     dumped: dict[str, Any] = result.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -66,15 +66,3 @@ def test_a_private_result_is_fetched_for_each_token(hub: Hub) -> None:
         lambda: RequestLog.objects.filter(tool="resource:fixture://private").values("token_id").distinct().count() == 2,
         what="one upstream read per token",
     )
-
-
-def test_template_lists_are_asked_of_the_upstreams(hub: Hub) -> None:
-    """On /mcp/<slug>/ the server's answer as it gave it; on /mcp namespaced like resources, private."""
-    own = rpc(hub, "/mcp/web/", "resources/templates/list", {})["result"]
-    assert own["resourceTemplates"] == [{"uriTemplate": "fixture://items/{id}", "name": "item"}]
-    assert (own["ttlMs"], own["cacheScope"]) == (45000, "public")
-
-    merged = rpc(hub, "/mcp", "resources/templates/list", {})["result"]
-    templates = {template["uriTemplate"] for template in merged["resourceTemplates"]}
-    assert {"mcphub+web:fixture://items/{id}", "mcphub+fixture:fixture://items/{id}"} <= templates
-    assert (merged["ttlMs"], merged["cacheScope"]) == (0, "private")

@@ -1,7 +1,7 @@
 """Multi-round requests (2026-07-28, SEP-2322) through the hub: servers/gateway/rounds.py and request_state.py.
 
 Upstreams: our fixture server over Streamable HTTP (`web`, relayed raw) and over stdio
-(`fixture`); its ``ask`` tool takes three rounds with a plaintext state of its own.
+(`fixture`); its ``rounds`` tool takes three rounds with a plaintext state of its own.
 """
 
 from __future__ import annotations
@@ -72,14 +72,15 @@ def elicited(key: str, field: str, value: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("path", "tool"), [("/mcp/web/", "ask"), ("/mcp", "web__ask"), ("/mcp/fixture/", "ask"), ("/mcp", "fixture__ask")]
+    ("path", "tool"),
+    [("/mcp/web/", "rounds"), ("/mcp", "web__rounds"), ("/mcp/fixture/", "rounds"), ("/mcp", "fixture__rounds")],
 )
 def test_three_rounds_pass_through_with_the_upstream_state_sealed(hub: Hub, path: str, tool: str) -> None:
     first = rpc(hub, path, "tools/call", {"name": tool, "arguments": {}})["result"]
     assert first["resultType"] == "input_required"
     assert first["inputRequests"]["name"]["method"] == "elicitation/create"
     state = first["requestState"]
-    assert "ask" not in state  # the upstream's own state ("ask:1") is sealed, not shown
+    assert "rounds" not in state  # the upstream's own state ("rounds:1") is sealed, not shown
 
     second = rpc(
         hub,
@@ -104,13 +105,13 @@ def test_three_rounds_pass_through_with_the_upstream_state_sealed(hub: Hub, path
     )["result"]
     assert third.get("resultType", "complete") == "complete"
     # The upstream got back each round's own state, exactly.
-    assert third["content"][0]["text"] == "Ada likes blue (state ask:2:Ada)"
+    assert third["content"][0]["text"] == "Ada likes blue (state rounds:2:Ada)"
     assert not third.get("isError")
 
 
 def test_a_tampered_foreign_or_misused_state_is_refused(hub: Hub) -> None:
-    state = rpc(hub, "/mcp/web/", "tools/call", {"name": "ask", "arguments": {}})["result"]["requestState"]
-    retry = {"name": "ask", "arguments": {}, "inputResponses": elicited("name", "name", "Ada")}
+    state = rpc(hub, "/mcp/web/", "tools/call", {"name": "rounds", "arguments": {}})["result"]["requestState"]
+    retry = {"name": "rounds", "arguments": {}, "inputResponses": elicited("name", "name", "Ada")}
     _other, other_secret = services.create_token("other")
     for path, params, token in [
         ("/mcp/web/", {**retry, "requestState": state + "x"}, None),  # tampered
@@ -145,9 +146,9 @@ def test_the_client_capabilities_reach_the_upstream_and_none_are_invented(hub: H
 @pytest.mark.parametrize(
     ("path", "prompt", "uri"),
     [
-        ("/mcp/web/", "ask_prompt", "fixture://ask"),
-        ("/mcp", "web__ask_prompt", "mcphub+web:fixture://ask"),
-        ("/mcp/fixture/", "ask_prompt", "fixture://ask"),
+        ("/mcp/web/", "rounds_prompt", "fixture://rounds"),
+        ("/mcp", "web__rounds_prompt", "mcphub+web:fixture://rounds"),
+        ("/mcp/fixture/", "rounds_prompt", "fixture://rounds"),
     ],
 )
 def test_prompts_and_resource_reads_take_rounds_too(hub: Hub, path: str, prompt: str, uri: str) -> None:
@@ -177,14 +178,14 @@ def test_prompts_and_resource_reads_take_rounds_too(hub: Hub, path: str, prompt:
 
 def test_a_round_is_answered_by_another_web_process(hub: Hub) -> None:
     """The hub keeps nothing between rounds: a second web process (same SECRET_KEY) takes the retry."""
-    first = rpc(hub, "/mcp/web/", "tools/call", {"name": "ask", "arguments": {}})["result"]
+    first = rpc(hub, "/mcp/web/", "tools/call", {"name": "rounds", "arguments": {}})["result"]
     with run_web(hub_env()) as other:
         second = rpc(
             hub,
             "/mcp/web/",
             "tools/call",
             {
-                "name": "ask",
+                "name": "rounds",
                 "arguments": {},
                 "inputResponses": elicited("name", "name", "Ada"),
                 "requestState": first["requestState"],
