@@ -42,6 +42,18 @@ def declared_capabilities(params: Mapping[str, Any]) -> dict[str, Any] | None:
     return relayed or None
 
 
+def takes_rounds(params: Mapping[str, Any] | None) -> bool:
+    """Whether a request of the SDK's path needs passing through: it answers a round, or its client declared
+    input it can give. Other requests keep the SDK client's path (MCPHUB_FAST_PATH=0 means that path)."""
+    if not params:
+        return False
+    return (
+        params.get("inputResponses") is not None
+        or params.get("requestState") is not None
+        or declared_capabilities(params) is not None
+    )
+
+
 def upstream_params(
     scope: RequestScope, method: str, params: Mapping[str, Any], request: dict[str, Any]
 ) -> dict[str, Any]:

@@ -356,7 +356,7 @@ class Gateway:
         scope = RequestScope.of(ctx)
         call = CallRecorder.of(ctx, scope, params.name)
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
-        if modern and not (ctx.meta and "progress_token" in ctx.meta):
+        if modern and rounds.takes_rounds(ctx.params) and not (ctx.meta and "progress_token" in ctx.meta):
             # Passed through as JSON (rounds and all): servers.gateway.rounds.
             result = await self._call_tool_dict(scope, call, dict(ctx.params or {}))
             size = len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode())
@@ -461,7 +461,7 @@ class Gateway:
             call.finish("denied" if entry else "protocol_error", error="unknown resource", code=types.INVALID_PARAMS)
             raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {uri}")
         call.server(entry, f"resource:{original}")
-        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and rounds.takes_rounds(ctx.params):
             raw = dict(ctx.params or {})
             result = await self._pass_through(scope, call, entry, "resources/read", raw, {"uri": original})
             if scope.slug is None and result.get("resultType") != rounds.INPUT_REQUIRED:
@@ -506,7 +506,7 @@ class Gateway:
             raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {params.name}")
         entry, original = found
         call.server(entry, f"prompt:{original}")
-        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and rounds.takes_rounds(ctx.params):
             request: dict[str, Any] = {"name": original}
             if params.arguments is not None:
                 request["arguments"] = params.arguments

@@ -33,11 +33,13 @@ def hub(transactional_db: None) -> Iterator[Hub]:
     ("path", "prefix"), [("/mcp/web/", ""), ("/mcp/fixture/", ""), ("/mcp", "mcphub+web:"), ("/mcp", "mcphub+fixture:")]
 )
 def test_an_upstream_resource_reads_hints_pass_on_unchanged(hub: Hub, path: str, prefix: str) -> None:
-    public = rpc(hub, path, "resources/read", {"uri": prefix + "fixture://public"})["result"]
-    assert (public["ttlMs"], public["cacheScope"]) == (60000, "public")
-    private = rpc(hub, path, "resources/read", {"uri": prefix + "fixture://private"})["result"]
-    assert (private["ttlMs"], private["cacheScope"]) == (30000, "private")
-    assert private["contents"][0]["uri"] == prefix + "fixture://private"
+    # A client declaring input capabilities takes the pass-through; one declaring none the SDK client's path.
+    for capabilities in (None, {}):
+        public = rpc(hub, path, "resources/read", {"uri": prefix + "fixture://public"}, capabilities)["result"]
+        assert (public["ttlMs"], public["cacheScope"]) == (60000, "public")
+        private = rpc(hub, path, "resources/read", {"uri": prefix + "fixture://private"}, capabilities)["result"]
+        assert (private["ttlMs"], private["cacheScope"]) == (30000, "private")
+        assert private["contents"][0]["uri"] == prefix + "fixture://private"
 
 
 def test_a_read_without_hints_gets_the_safe_default(hub: Hub) -> None:
