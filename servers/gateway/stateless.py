@@ -10,8 +10,10 @@ DNS-rebinding protection, Accept, routing headers, `_meta` envelope,
 
 Everything else goes to the SDK's session manager with the body replayed:
 other methods, handshake-era sessions, calls that ask for progress (those need
-the SDK's notification stream), and any request that fails a check (the SDK
-writes the error for it).
+the SDK's notification stream), retries of a multi-round call (their
+`inputResponses` are validated by the SDK), and any request that fails a check
+(the SDK writes the error for it). A first round answered `input_required` is
+passed on from here, its state sealed (servers.gateway.rounds).
 """
 
 from __future__ import annotations
