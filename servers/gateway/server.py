@@ -47,6 +47,7 @@ from servers.hooks import django_hooks
 from servers.upstream.errors import UpstreamError, UpstreamOverloaded, UpstreamTimeout
 from servers.upstream.interface import Upstream
 from servers.upstream.manager import UpstreamManager, upstream_manager
+from servers.upstream.requester import Requester, requesting, set_directory
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +152,8 @@ class Gateway:
             on_subscriptions_listen=self._listen,
         )
         self.server.middleware.append(self._remember_session)
+        # Server-to-client requests belonging to no call go to a connected session that can answer.
+        set_directory(lambda: [Requester(session) for session in reversed(self._downstream.values())])
         self._server_info = self.server.server_info_stamp  # serialized only, never changed: one copy will do
         self.session_manager = StreamableHTTPSessionManager(
             app=self.server,
@@ -362,7 +365,8 @@ class Gateway:
                 tool, params.arguments, progress_callback=progress, affinity=call.affinity_key
             )
 
-        result = await self._forward(call, entry, operation)
+        with requesting(_requester(ctx, scope, entry)):
+            result = await self._forward(call, entry, operation)
         if isinstance(result, types.CallToolResult):
             if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
                 # Stamped now rather than by the SDK afterwards, so that the record measures what is sent.
@@ -435,7 +439,8 @@ class Gateway:
         async def operation() -> types.ReadResourceResult:
             return await self._upstream(entry).read_resource(original, affinity=call.affinity_key)
 
-        result = await self._forward(call, entry, operation)
+        with requesting(_requester(ctx, scope, entry)):
+            result = await self._forward(call, entry, operation)
         if isinstance(result, ForwardFailure):
             raise MCPError(types.INTERNAL_ERROR, result.message)
         call.finish("ok", result=result)
@@ -472,7 +477,8 @@ class Gateway:
         async def operation() -> types.GetPromptResult:
             return await self._upstream(entry).get_prompt(original, params.arguments, affinity=call.affinity_key)
 
-        result = await self._forward(call, entry, operation)
+        with requesting(_requester(ctx, scope, entry)):
+            result = await self._forward(call, entry, operation)
         if isinstance(result, ForwardFailure):
             raise MCPError(types.INTERNAL_ERROR, result.message)
         call.finish("ok", result=result)
@@ -536,3 +542,8 @@ class ForwardFailure:
 
     def as_tool_error(self) -> types.CallToolResult:
         return types.CallToolResult(content=[types.TextContent(type="text", text=self.message)], is_error=True)
+
+
+def _requester(ctx: Ctx, scope: RequestScope, entry: ServerEntry) -> Requester:
+    """The downstream client behind this request, as the upstream layer relays server-to-client requests to it."""
+    return Requester(ctx.session, ctx.request_id, server=entry.slug, label=scope.slug is None)

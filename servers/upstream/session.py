@@ -32,6 +32,7 @@ from servers.upstream.config import UpstreamConfig
 from servers.upstream.errors import UpstreamCrashed, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servers.upstream.http import HttpLink, http_transport
 from servers.upstream.interface import ProgressCallback, Upstream
+from servers.upstream.requester import ClientRelay
 from servers.upstream.stdio import ProcessInfo, stdio_transport
 
 logger = logging.getLogger(__name__)
@@ -104,12 +105,15 @@ class UpstreamSession(Upstream):
         self._reconnect_reason = ""
         self._reconnect_now = False
         self._http = HttpLink()
+        # Server-to-client requests go to the downstream client whose request caused them.
+        self.relay = ClientRelay(config.slug, lambda: self.config.call_timeout)
 
     # --- supervisor ------------------------------------------------------------------
 
     async def run(self) -> None:
         """The supervisor loop: connect, serve until the connection ends, back off, repeat."""
         backoff = BACKOFF_MIN
+        self.relay.detach()
         try:
             while not self._stopping:
                 self.state = "connecting"
@@ -173,6 +177,7 @@ class UpstreamSession(Upstream):
             read_timeout_seconds=config.call_timeout,
             message_handler=self._on_message,
             cache=None,  # the hub caches tool lists itself; a proxy must not serve stale lists
+            **self.relay.client_options(),
         )
 
     def _on_connected(self, client: Client) -> None:
@@ -273,6 +278,7 @@ class UpstreamSession(Upstream):
         limit = timeout or self.config.call_timeout
         self.stats.in_flight += 1
         self.stats.last_used = time.monotonic()
+        caller = self.relay.enter()
         try:
             for attempt in (1, 2):
                 client = await self._connected_client()
@@ -300,6 +306,7 @@ class UpstreamSession(Upstream):
                     raise UpstreamCrashed(self.config.slug, "connection lost during the call") from exc
             raise UpstreamUnavailable(self.config.slug, "the session could not be re-established")
         finally:
+            self.relay.leave(caller)
             self.stats.in_flight -= 1
             self.stats.last_used = time.monotonic()
 
