@@ -39,6 +39,7 @@ from servers.conf import servers_conf
 from servers.discovery import rediscover_live, registry_version
 from servers.gateway import instances, metrics
 from servers.gateway.breaker import CircuitBreaker, request_health_check
+from servers.gateway.log_levels import LogLevels
 from servers.gateway.names import split_uri
 from servers.gateway.recorder import CallRecorder, live_tail
 from servers.gateway.registry import ServerEntry, Snapshot, build_snapshot
@@ -138,6 +139,7 @@ class Gateway:
         self._rediscover_again: set[int] = set()
         self._relisted_at: dict[int, float] = {}  # server id -> monotonic start of its last re-listing
         self._listen = ListenHandler(self._bus)
+        self.log_levels = LogLevels()
         self.server = HubServer(
             "mcphub",
             version="1.0",
@@ -150,6 +152,7 @@ class Gateway:
             on_list_prompts=self.list_prompts,
             on_get_prompt=self.get_prompt,
             on_subscriptions_listen=self._listen,
+            on_set_logging_level=self.set_logging_level,
         )
         self.server.middleware.append(self._remember_session)
         # Server-to-client requests belonging to no call go to a connected session that can answer.
@@ -365,7 +368,7 @@ class Gateway:
                 tool, params.arguments, progress_callback=progress, affinity=call.affinity_key
             )
 
-        with requesting(_requester(ctx, scope, entry)):
+        with requesting(self._requester(ctx, scope, entry)):
             result = await self._forward(call, entry, operation)
         if isinstance(result, types.CallToolResult):
             if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
@@ -439,7 +442,7 @@ class Gateway:
         async def operation() -> types.ReadResourceResult:
             return await self._upstream(entry).read_resource(original, affinity=call.affinity_key)
 
-        with requesting(_requester(ctx, scope, entry)):
+        with requesting(self._requester(ctx, scope, entry)):
             result = await self._forward(call, entry, operation)
         if isinstance(result, ForwardFailure):
             raise MCPError(types.INTERNAL_ERROR, result.message)
@@ -477,12 +480,36 @@ class Gateway:
         async def operation() -> types.GetPromptResult:
             return await self._upstream(entry).get_prompt(original, params.arguments, affinity=call.affinity_key)
 
-        with requesting(_requester(ctx, scope, entry)):
+        with requesting(self._requester(ctx, scope, entry)):
             result = await self._forward(call, entry, operation)
         if isinstance(result, ForwardFailure):
             raise MCPError(types.INTERNAL_ERROR, result.message)
         call.finish("ok", result=result)
         return result
+
+    # --- what the upstreams ask of the client, and logging ----------------------------------------
+
+    def _requester(self, ctx: Ctx, scope: RequestScope, entry: ServerEntry) -> Requester:
+        """The downstream client behind this request, as the upstream layer relays requests and logs to it."""
+        return Requester(
+            ctx.session, ctx.request_id, server=entry.slug, label=scope.slug is None, log_level=self.log_levels.of(ctx)
+        )
+
+    async def set_logging_level(self, ctx: Ctx, params: types.SetLevelRequestParams) -> types.EmptyResult:
+        """Remember the client's level; set the visible handshake-era upstreams to the most verbose one asked for."""
+        scope = RequestScope.of(ctx)
+        self.log_levels.set(ctx, params.level)
+        level = self.log_levels.upstream_level()
+        for entry in self._visible(scope):
+            if self.upstreams is None:
+                break
+            for session in self.upstreams.pool(entry.config).sessions():
+                try:
+                    with anyio.fail_after(entry.config.call_timeout + 5):
+                        await session.set_logging_level(level)
+                except (UpstreamError, MCPError, TimeoutError) as exc:  # best effort: the server keeps its level
+                    logger.info("logging/setLevel on %s failed: %s", entry.slug, exc)
+        return types.EmptyResult()
 
     # --- forwarding ---------------------------------------------------------------------------
 
@@ -542,8 +569,3 @@ class ForwardFailure:
 
     def as_tool_error(self) -> types.CallToolResult:
         return types.CallToolResult(content=[types.TextContent(type="text", text=self.message)], is_error=True)
-
-
-def _requester(ctx: Ctx, scope: RequestScope, entry: ServerEntry) -> Requester:
-    """The downstream client behind this request, as the upstream layer relays server-to-client requests to it."""
-    return Requester(ctx.session, ctx.request_id, server=entry.slug, label=scope.slug is None)

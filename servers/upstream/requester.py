@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types as types
@@ -50,6 +50,18 @@ SAMPLING_CAPABILITY = types.SamplingCapability(
 )
 
 
+LOG_LEVELS: tuple[types.LoggingLevel, ...] = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
+
+
 @dataclass(eq=False)
 class Requester:
     """A downstream client that can be asked: its session and the request of its that is being served.
@@ -63,7 +75,12 @@ class Requester:
     request_id: types.RequestId | None = None
     server: str = ""
     label: bool = False
+    log_level: types.LoggingLevel | None = None  # what it asked for (logging/setLevel, or the 2026 `_meta` opt-in)
     started: float = field(default_factory=time.monotonic)
+
+    def wants_log(self, level: types.LoggingLevel) -> bool:
+        """Whether a log message at `level` is for this client (no level set: every level, as in the handshake era)."""
+        return self.log_level is None or LOG_LEVELS.index(level) >= LOG_LEVELS.index(self.log_level)
 
     @property
     def capabilities(self) -> types.ClientCapabilities | None:
@@ -96,9 +113,7 @@ class Requester:
             return caps.roots is not None
         return False
 
-    async def send(
-        self, request: types.ServerRequest, result_type: type[BaseModel], timeout: float
-    ) -> BaseModel:
+    async def send(self, request: types.ServerRequest, result_type: type[BaseModel], timeout: float) -> BaseModel:
         """Send on the originating request's stream (or the session's channel), bounded by `timeout`."""
         metadata = ServerMessageMetadata(related_request_id=self.request_id) if self.request_id is not None else None
         return await self.session.send_request(request, result_type, timeout, metadata=metadata)
@@ -152,6 +167,31 @@ class ClientRelay:
         if requester is not None:
             self._in_flight.remove(requester)
 
+    def request_meta(self, modern: bool) -> types.RequestParamsMeta | None:
+        """`_meta` for a request to a 2026-07-28 upstream: the caller's log-level opt-in (the handshake era's
+        default is every level), so that the upstream sends the log messages the caller would get."""
+        requester = CURRENT.get()
+        if not modern or requester is None:
+            return None
+        return cast(types.RequestParamsMeta, {types.LOG_LEVEL_META_KEY: requester.log_level or "debug"})
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        """An upstream's `notifications/message`: to the caller it belongs to (the oldest in flight), if it wants it."""
+        current = CURRENT.get()
+        requester = current if current in self._in_flight else (self._in_flight[0] if self._in_flight else None)
+        if requester is None or not requester.wants_log(params.level):
+            logger.debug("upstream %s: log message outside any call dropped", self.slug)
+            return
+        if requester.label:
+            meta = {**(params.meta or {}), SERVER_META_KEY: requester.server}
+            params = params.model_copy(update={"meta": meta, "logger": f"{requester.server}/{params.logger or ''}"})
+        notification = types.LoggingMessageNotification(params=params)
+        try:
+            with anyio.fail_after(5):
+                await requester.session.send_notification(notification, related_request_id=requester.request_id)
+        except Exception as exc:  # the client went away: the log message is lost, the call goes on
+            logger.debug("upstream %s: relaying a log message failed: %s", self.slug, exc)
+
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for the SDK `Client`: the callbacks, and so the declared capabilities."""
         return {
@@ -159,6 +199,7 @@ class ClientRelay:
             "sampling_capabilities": SAMPLING_CAPABILITY,
             "elicitation_callback": self.elicitation,
             "list_roots_callback": self.list_roots,
+            "logging_callback": self.log,
         }
 
     def pick(self, method: str, params: BaseModel | None) -> Requester | None:
@@ -214,7 +255,8 @@ class ClientRelay:
                 code=types.REQUEST_TIMEOUT, message=f"{method}: the client did not answer within {timeout:g} s"
             )
         except ValidationError as exc:
-            return types.ErrorData(code=types.INTERNAL_ERROR, message=f"{method}: invalid answer from the client: {exc}")
+            message = f"{method}: invalid answer from the client: {exc}"
+            return types.ErrorData(code=types.INTERNAL_ERROR, message=message)
         except Exception as exc:  # the client went away, or its session cannot send: an error upstream, not a crash
             logger.info("upstream %s: relaying %s failed: %s", self.slug, method, exc)
             return types.ErrorData(code=types.INTERNAL_ERROR, message=f"{method} could not be relayed: {exc}")

@@ -328,7 +328,13 @@ class UpstreamSession(Upstream):
     ) -> types.CallToolResult:
         limit = timeout or self.config.call_timeout
         return await self.request(
-            lambda c: c.call_tool(name, arguments, read_timeout_seconds=limit, progress_callback=progress_callback),
+            lambda c: c.call_tool(
+                name,
+                arguments,
+                read_timeout_seconds=limit,
+                progress_callback=progress_callback,
+                meta=self.relay.request_meta(era_of(c.protocol_version) == "stateless"),
+            ),
             limit,
         )
 
@@ -387,6 +393,17 @@ class UpstreamSession(Upstream):
         self, name: str, arguments: dict[str, str] | None, *, affinity: str | None = None
     ) -> types.GetPromptResult:
         return await self.request(lambda c: c.get_prompt(name, arguments))
+
+    async def set_logging_level(self, level: types.LoggingLevel) -> None:
+        """`logging/setLevel` on a handshake-era connection that offers logging (2026-07-28 has no such request:
+        the level rides each request, see `ClientRelay.request_meta`)."""
+        request = types.SetLevelRequest(params=types.SetLevelRequestParams(level=level))
+
+        async def operation(client: Client) -> None:
+            if era_of(client.protocol_version) == "handshake" and client.server_capabilities.logging is not None:
+                await client.session.send_request(request, types.EmptyResult)
+
+        await self.request(operation)
 
     async def ping(self) -> None:
         """Prove the connection answers: `ping` in the handshake era, `server/discover` in the stateless one."""
