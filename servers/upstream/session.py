@@ -26,6 +26,7 @@ from anyio.abc import TaskStatus
 from mcp import Client, MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel
 
 from servers.upstream import relay
 from servers.upstream.config import UpstreamConfig
@@ -44,6 +45,7 @@ HEALTHY_AFTER = 30.0
 POLL_INTERVAL = 0.25
 
 T = TypeVar("T")
+ResultT = TypeVar("ResultT", bound=BaseModel)
 
 
 def _noop(*args: Any) -> None:
@@ -59,6 +61,7 @@ class SessionHooks:
     on_tools_changed: Callable[[int], None] = _noop  # server id
     on_restart: Callable[[int, str], None] = _noop  # server id, reason
     on_scale: Callable[[int, int, int, str], None] = _noop  # server id, from, to instances, reason (pools)
+    on_resource_updated: Callable[[int, str], None] = _noop  # server id, uri (resources/subscribe)
 
 
 @dataclass
@@ -237,6 +240,8 @@ class UpstreamSession(Upstream):
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, types.ToolListChangedNotification):
             self.hooks.on_tools_changed(self.config.id)
+        elif isinstance(message, types.ResourceUpdatedNotification):
+            self.hooks.on_resource_updated(self.config.id, str(message.params.uri))
 
     def request_reconnect(self, reason: str, immediate: bool = False) -> None:
         """End the current connection; reconnect after the backoff, or at once when nothing is wrong upstream."""
@@ -393,6 +398,12 @@ class UpstreamSession(Upstream):
         self, name: str, arguments: dict[str, str] | None, *, affinity: str | None = None
     ) -> types.GetPromptResult:
         return await self.request(lambda c: c.get_prompt(name, arguments))
+
+    async def send(
+        self, request: types.ClientRequest, result_type: type[ResultT], *, affinity: str | None = None
+    ) -> ResultT:
+        """Any other request (completion, subscriptions, template listing): sent as is on the shared connection."""
+        return await self.request(lambda c: c.session.send_request(request, result_type))
 
     async def set_logging_level(self, level: types.LoggingLevel) -> None:
         """`logging/setLevel` on a handshake-era connection that offers logging (2026-07-28 has no such request:
