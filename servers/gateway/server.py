@@ -159,6 +159,7 @@ class Gateway:
             on_subscribe_resource=self.subscribe_resource,
             on_unsubscribe_resource=self.unsubscribe_resource,
             on_list_resource_templates=self.list_resource_templates,
+            on_roots_list_changed=self.roots_changed,
         )
         self.server.middleware.append(self._remember_session)
         # Server-to-client requests belonging to no call go to a connected session that can answer.
@@ -617,6 +618,14 @@ class Gateway:
         return Requester(
             ctx.session, ctx.request_id, server=entry.slug, label=scope.slug is None, log_level=self.log_levels.of(ctx)
         )
+
+    async def roots_changed(self, ctx: Ctx, params: types.NotificationParams | None) -> None:
+        """A client's roots changed: tell the live upstreams it can see (they will ask for roots again)."""
+        scope = RequestScope.of(ctx)
+        for entry in self._visible(scope):
+            pool = self.upstreams.running_pool(entry.id) if self.upstreams is not None else None
+            for session in pool.sessions() if pool is not None else ():
+                await session.roots_changed()
 
     async def set_logging_level(self, ctx: Ctx, params: types.SetLevelRequestParams) -> types.EmptyResult:
         """Remember the client's level; set the visible handshake-era upstreams to the most verbose one asked for."""

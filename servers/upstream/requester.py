@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 # `_meta` key on a relayed request naming the hub server that asks (the aggregated /mcp serves many).
 SERVER_META_KEY = "io.mcphub/server"
+MAX_URL_ELICITATIONS = 1000  # remembered for their completion notice; the oldest are forgotten
 
 # What the hub declares upstream: everything it can relay (the SDK declares elicitation form+url
 # and roots.listChanged for the callbacks themselves).
@@ -148,6 +149,8 @@ class ClientRelay:
         self.slug = slug
         self._timeout = timeout
         self._in_flight: list[Requester] = []  # oldest first
+        # URL-mode elicitations relayed, by elicitation id: who gets `notifications/elicitation/complete`.
+        self._url_elicitations: dict[str, Requester] = {}
 
     @staticmethod
     def detach() -> None:
@@ -232,6 +235,17 @@ class ClientRelay:
         assert isinstance(result, (types.ElicitResult, types.ErrorData))
         return result
 
+    async def elicitation_complete(self, elicitation_id: str) -> None:
+        """The upstream says a URL-mode elicitation is done: tell the client that was sent it (its session)."""
+        requester = self._url_elicitations.pop(elicitation_id, None)
+        if requester is None:
+            return
+        try:
+            with anyio.fail_after(5):
+                await requester.session.send_elicit_complete(elicitation_id)
+        except Exception as exc:  # the client went away: nothing to retry for it
+            logger.debug("upstream %s: elicitation complete not delivered: %s", self.slug, exc)
+
     async def list_roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
         result = await self._relay("roots/list", None, types.ListRootsResult)
         assert isinstance(result, (types.ListRootsResult, types.ErrorData))
@@ -244,6 +258,10 @@ class ClientRelay:
                 code=types.INVALID_REQUEST, message=f"{self.slug}: no connected client can answer {method}"
             )
         request = self._request(method, params, requester)
+        if isinstance(params, types.ElicitRequestURLParams) and params.elicitation_id:
+            if len(self._url_elicitations) >= MAX_URL_ELICITATIONS:
+                self._url_elicitations.pop(next(iter(self._url_elicitations)))
+            self._url_elicitations[params.elicitation_id] = requester
         timeout = self._timeout()
         try:
             with anyio.fail_after(timeout + 1):

@@ -260,6 +260,8 @@ class UpstreamSession(Upstream):
             self.hooks.on_tools_changed(self.config.id)
         elif isinstance(message, types.ResourceUpdatedNotification):
             self.hooks.on_resource_updated(self.config.id, str(message.params.uri))
+        elif isinstance(message, types.ElicitCompleteNotification):
+            await self.relay.elicitation_complete(message.params.elicitation_id)
 
     def request_reconnect(self, reason: str, immediate: bool = False) -> None:
         """End the current connection; reconnect after the backoff, or at once when nothing is wrong upstream."""
@@ -422,6 +424,13 @@ class UpstreamSession(Upstream):
     ) -> ResultT:
         """Any other request (completion, subscriptions, template listing): sent as is on the shared connection."""
         return await self.request(lambda c: c.session.send_request(request, result_type))
+
+    async def roots_changed(self) -> None:
+        """Pass a client's `notifications/roots/list_changed` on (handshake era; a live connection only)."""
+        client = self._client
+        if client is not None and era_of(client.protocol_version) == "handshake":
+            with anyio.move_on_after(5):
+                await client.session.send_notification(types.RootsListChangedNotification())
 
     async def set_logging_level(self, level: types.LoggingLevel) -> None:
         """`logging/setLevel` on a handshake-era connection that offers logging (2026-07-28 has no such request:

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import mcp_types as types
 import pytest
 from mcp.client.session import ClientRequestContext
@@ -27,8 +28,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.anyio, pytest
 
 @pytest.fixture
 def hub(transactional_db: None) -> Iterator[Hub]:
-    """`legacy` (the fixture, handshake era only) and `everything` (server-everything over stdio)."""
+    """`legacy` and `quick` (the fixture, handshake era only; quick's calls time out after 2 s) and `everything`
+    (server-everything over stdio)."""
     register_fixture("legacy", "--legacy-only")
+    register_fixture("quick", "--legacy-only", call_timeout=2)
     everything = McpServer.objects.create(name="everything", slug="everything", command=str(EVERYTHING), args=["stdio"])
     discover(everything)
     _token, secret = services.create_token("tests")
@@ -110,21 +113,48 @@ async def test_form_elicitation_reaches_the_calling_client(hub: Hub, path: str, 
     assert params.message == ("[legacy] Your name?" if path == "/mcp" else "Your name?")
 
 
-async def test_url_elicitation_is_relayed(hub: Hub) -> None:
+async def test_url_elicitation_and_its_completion_are_relayed(hub: Hub) -> None:
     answers = Answers()
-    async with hub.client("/mcp/legacy/", mode="legacy", **answers.options()) as client:
+    completed: list[str] = []
+
+    async def notices(message: object) -> None:
+        if isinstance(message, types.ElicitCompleteNotification):
+            completed.append(message.params.elicitation_id)
+
+    async with hub.client("/mcp/legacy/", mode="legacy", message_handler=notices, **answers.options()) as client:
         result = await client.call_tool("elicit", {"message": "Sign in", "url": "https://example.com/auth"})
+        with anyio.fail_after(30):
+            while not completed:
+                await anyio.sleep(0.05)
     assert _answer(result) == {"action": "accept"}
     [(_kind, params)] = answers.asked
     assert isinstance(params, types.ElicitRequestURLParams)
     assert params.url == "https://example.com/auth"
+    assert completed == ["fixture-1"]
 
 
-async def test_roots_are_listed_by_the_calling_client(hub: Hub) -> None:
+async def test_roots_are_listed_by_the_calling_client_and_changes_announced(hub: Hub) -> None:
     answers = Answers()
     async with hub.client("/mcp", mode="legacy", **answers.options()) as client:
         result = await client.call_tool("legacy__roots", {})
-    assert _answer(result)["roots"] == [{"uri": "file:///work/project", "name": "project"}]
+        assert _answer(result) == {"roots": [{"uri": "file:///work/project", "name": "project"}], "changes": 0}
+        await client.session.send_notification(types.RootsListChangedNotification())
+        with anyio.fail_after(30):
+            while _answer(await client.call_tool("legacy__roots", {}))["changes"] != 1:
+                await anyio.sleep(0.1)
+
+
+async def test_a_client_that_never_answers_costs_the_call_timeout_not_a_hang(hub: Hub) -> None:
+    async def never(context: ClientRequestContext, params: types.CreateMessageRequestParams) -> types.ErrorData:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async with hub.client("/mcp/quick/", mode="legacy", sampling_callback=never) as client:
+        with anyio.fail_after(30):
+            result = await client.call_tool("sample", {"prompt": "hello"})
+        assert result.is_error
+        assert "no answer within 2 s" in str(result.content[0])
+        assert not (await client.call_tool("echo", {"text": "still here"})).is_error
 
 
 async def test_two_clients_each_answer_their_own_calls(hub: Hub) -> None:
