@@ -28,10 +28,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.anyio, pytest
 
 @pytest.fixture
 def hub(transactional_db: None) -> Iterator[Hub]:
-    """`legacy` and `quick` (the fixture, handshake era only; quick's calls time out after 2 s) and `everything`
-    (server-everything over stdio)."""
+    """`legacy` and `quick` (the fixture, handshake era only; quick's calls time out after 2 s), `modern` (the
+    fixture, which speaks 2026-07-28) and `everything` (server-everything over stdio)."""
     register_fixture("legacy", "--legacy-only")
     register_fixture("quick", "--legacy-only", call_timeout=2)
+    register_fixture("modern")
     everything = McpServer.objects.create(name="everything", slug="everything", command=str(EVERYTHING), args=["stdio"])
     discover(everything)
     _token, secret = services.create_token("tests")
@@ -167,6 +168,17 @@ async def test_two_clients_each_answer_their_own_calls(hub: Hub) -> None:
         await two.call_tool("sample", {"prompt": "from two"})
     assert [params.messages[0].content.text for _kind, params in first.asked] == ["from one"]
     assert [params.messages[0].content.text for _kind, params in second.asked] == ["from two"]
+
+
+@pytest.mark.parametrize("server,era", [("legacy", "2025-11-25"), ("modern", "2026-07-28")])
+async def test_each_upstream_era_asks_the_handshake_client(hub: Hub, server: str, era: str) -> None:
+    """A 2026-07-28 upstream's input_required question is put to the handshake-era client as a request."""
+    answers = Answers()
+    async with hub.client(f"/mcp/{server}/", mode="legacy", **answers.options()) as client:
+        result = await client.call_tool("ask", {})
+    assert not result.is_error, result.content
+    assert result.content[0] == types.TextContent(type="text", text=f"name: Ada ({era})")
+    assert [kind for kind, _params in answers.asked] == ["elicitation"]
 
 
 async def test_a_client_without_the_capability_gets_a_clear_error(hub: Hub) -> None:
