@@ -582,7 +582,9 @@ class Gateway:
         uri = str(params.uri)
         found = self._find_resource(scope, uri)
         session_id = ctx.request.headers.get("mcp-session-id") if ctx.request is not None else None
-        if found is None or session_id is None:
+        if session_id is None:  # updates go to a session: 2026-07-28 clients use subscriptions/listen
+            raise MCPError(types.INVALID_REQUEST, "resources/subscribe needs a session (Mcp-Session-Id)")
+        if found is None:
             raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {uri}")
         entry, original = found
         request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=original))

@@ -104,7 +104,7 @@ async def test_sampling_with_tools_is_relayed(hub: Hub) -> None:
     assert [tool.name for tool in params.tools] == ["lookup"]
 
 
-@pytest.mark.parametrize("path,tool", [("/mcp", "legacy__elicit"), ("/mcp/legacy/", "elicit")])
+@pytest.mark.parametrize("path,tool", [("/mcp", "legacy__input_form"), ("/mcp/legacy/", "input_form")])
 async def test_form_elicitation_reaches_the_calling_client(hub: Hub, path: str, tool: str) -> None:
     answers = Answers()
     async with hub.client(path, mode="legacy", **answers.options()) as client:
@@ -123,7 +123,7 @@ async def test_url_elicitation_and_its_completion_are_relayed(hub: Hub) -> None:
             completed.append(message.params.elicitation_id)
 
     async with hub.client("/mcp/legacy/", mode="legacy", message_handler=notices, **answers.options()) as client:
-        result = await client.call_tool("elicit", {"message": "Sign in", "url": "https://example.com/auth"})
+        result = await client.call_tool("input_form", {"message": "Sign in", "url": "https://example.com/auth"})
         with anyio.fail_after(30):
             while not completed:
                 await anyio.sleep(0.05)
@@ -175,7 +175,7 @@ async def test_each_upstream_era_asks_the_handshake_client(hub: Hub, server: str
     """A 2026-07-28 upstream's input_required question is put to the handshake-era client as a request."""
     answers = Answers()
     async with hub.client(f"/mcp/{server}/", mode="legacy", **answers.options()) as client:
-        result = await client.call_tool("ask", {})
+        result = await client.call_tool("query_name", {})
     assert not result.is_error, result.content
     assert result.content[0] == types.TextContent(type="text", text=f"name: Ada ({era})")
     assert [kind for kind, _params in answers.asked] == ["elicitation"]
