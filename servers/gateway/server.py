@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import anyio
@@ -39,14 +39,17 @@ from servers.conf import servers_conf
 from servers.discovery import rediscover_live, registry_version
 from servers.gateway import instances, metrics, rounds
 from servers.gateway.breaker import CircuitBreaker, request_health_check
-from servers.gateway.names import split_uri
+from servers.gateway.log_levels import LogLevels
+from servers.gateway.names import public_uri, split_uri
 from servers.gateway.recorder import CallRecorder, live_tail
 from servers.gateway.registry import ServerEntry, Snapshot, build_snapshot
 from servers.gateway.scope import CURRENT_SLUG, Ctx, RequestScope
+from servers.gateway.subscriptions import Subscriptions
 from servers.hooks import django_hooks
 from servers.upstream.errors import UpstreamError, UpstreamOverloaded, UpstreamTimeout
 from servers.upstream.interface import Upstream
 from servers.upstream.manager import UpstreamManager, upstream_manager
+from servers.upstream.requester import Requester, requesting, set_directory
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +140,8 @@ class Gateway:
         self._rediscover_again: set[int] = set()
         self._relisted_at: dict[int, float] = {}  # server id -> monotonic start of its last re-listing
         self._listen = ListenHandler(self._bus)
+        self.log_levels = LogLevels()
+        self.subscriptions = Subscriptions()
         self.server = HubServer(
             "mcphub",
             version="1.0",
@@ -149,8 +154,16 @@ class Gateway:
             on_list_prompts=self.list_prompts,
             on_get_prompt=self.get_prompt,
             on_subscriptions_listen=self._listen,
+            on_set_logging_level=self.set_logging_level,
+            on_completion=self.complete,
+            on_subscribe_resource=self.subscribe_resource,
+            on_unsubscribe_resource=self.unsubscribe_resource,
+            on_list_resource_templates=self.list_resource_templates,
+            on_roots_list_changed=self.roots_changed,
         )
         self.server.middleware.append(self._remember_session)
+        # Server-to-client requests belonging to no call go to a connected session that can answer.
+        set_directory(lambda: [Requester(session) for session in reversed(self._downstream.values())])
         self._server_info = self.server.server_info_stamp  # serialized only, never changed: one copy will do
         self.session_manager = StreamableHTTPSessionManager(
             app=self.server,
@@ -169,7 +182,10 @@ class Gateway:
         """
         async with anyio.create_task_group() as tasks:
             live = await tasks.start(live_tail.run)
-            hooks = django_hooks(tasks.start_soon, self._on_upstream_tools_changed)
+            hooks = replace(
+                django_hooks(tasks.start_soon, self._on_upstream_tools_changed),
+                on_resource_updated=self._on_upstream_resource_updated,
+            )
             async with upstream_manager(hooks, servers_conf().pool) as upstreams, self.session_manager.run():
                 self.upstreams = upstreams
                 with metrics.serving(upstreams):
@@ -371,7 +387,8 @@ class Gateway:
                 tool, params.arguments, progress_callback=progress, affinity=call.affinity_key
             )
 
-        typed = await self._forward(call, entry, operation)
+        with requesting(self._requester(ctx, scope, entry)):
+            typed = await self._forward(call, entry, operation)
         if isinstance(typed, types.CallToolResult):
             if modern:
                 # Stamped now rather than by the SDK afterwards, so that the record measures what is sent.
@@ -473,7 +490,8 @@ class Gateway:
         async def operation() -> types.ReadResourceResult:
             return await self._upstream(entry).read_resource(original, affinity=call.affinity_key)
 
-        typed = await self._forward(call, entry, operation)
+        with requesting(self._requester(ctx, scope, entry)):
+            typed = await self._forward(call, entry, operation)
         if isinstance(typed, ForwardFailure):
             raise MCPError(types.INTERNAL_ERROR, typed.message)
         call.finish("ok", result=typed)
@@ -495,12 +513,7 @@ class Gateway:
     async def get_prompt(self, ctx: Ctx, params: types.GetPromptRequestParams) -> Any:
         scope = RequestScope.of(ctx)
         call = CallRecorder.of(ctx, scope, f"prompt:{params.name}")
-        found = None
-        for entry in self._visible(scope):
-            for prompt in entry.prompts:
-                wanted = prompt["original"] if scope.slug is not None else prompt["name"]
-                if wanted == params.name:
-                    found = (entry, prompt["original"])
+        found = self._find_prompt(scope, params.name)
         if found is None:
             call.finish("protocol_error", error="unknown prompt", code=types.INVALID_PARAMS)
             raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {params.name}")
@@ -515,7 +528,8 @@ class Gateway:
         async def operation() -> types.GetPromptResult:
             return await self._upstream(entry).get_prompt(original, params.arguments, affinity=call.affinity_key)
 
-        typed = await self._forward(call, entry, operation)
+        with requesting(self._requester(ctx, scope, entry)):
+            typed = await self._forward(call, entry, operation)
         if isinstance(typed, ForwardFailure):
             raise MCPError(types.INTERNAL_ERROR, typed.message)
         call.finish("ok", result=typed)
@@ -543,6 +557,159 @@ class Gateway:
         result = rounds.client_result(scope, method, params, result)
         call.finish("ok", response_bytes=len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode()))
         return result
+
+    def _find_prompt(self, scope: RequestScope, name: str) -> tuple[ServerEntry, str] | None:
+        """The server and upstream name of a prompt as named at this endpoint."""
+        found = None
+        for entry in self._visible(scope):
+            for prompt in entry.prompts:
+                wanted = prompt["original"] if scope.slug is not None else prompt["name"]
+                if wanted == name:
+                    found = (entry, prompt["original"])
+        return found
+
+    def _find_resource(self, scope: RequestScope, uri: str) -> tuple[ServerEntry, str] | None:
+        """The server and upstream URI of a resource (or template) URI as named at this endpoint."""
+        slug, original = (scope.slug, uri) if scope.slug is not None else (split_uri(uri) or ("", ""))
+        entry = self.snapshot.servers.get(slug)
+        return (entry, original) if entry is not None and scope.token.allows(entry.id) else None
+
+    # --- completion, templates, subscriptions -------------------------------------------------------
+
+    async def _send(
+        self, ctx: Ctx, scope: RequestScope, entry: ServerEntry, what: str, request: Any, result: Any
+    ) -> Any:
+        """One other request to the server (recorded, under its breaker and gate); JSON-RPC errors pass through."""
+        call = CallRecorder.of(ctx, scope, what)
+        call.server(entry, what)
+
+        async def operation() -> Any:
+            return await self._upstream(entry).send(request, result, affinity=call.affinity_key)
+
+        with requesting(self._requester(ctx, scope, entry)):
+            answer = await self._forward(call, entry, operation)
+        if isinstance(answer, ForwardFailure):
+            raise MCPError(types.INTERNAL_ERROR, answer.message)
+        call.finish("ok", result=answer)
+        return answer
+
+    async def complete(self, ctx: Ctx, params: types.CompleteRequestParams) -> types.CompleteResult:
+        scope = RequestScope.of(ctx)
+        ref = params.ref
+        if isinstance(ref, types.PromptReference):
+            prompt = self._find_prompt(scope, ref.name)
+            if prompt is None:
+                raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {ref.name}")
+            entry, name = prompt
+            upstream_ref: types.PromptReference | types.ResourceTemplateReference
+            upstream_ref = ref.model_copy(update={"name": name})
+        else:
+            template = self._find_resource(scope, ref.uri)
+            if template is None:
+                raise MCPError(types.INVALID_PARAMS, f"Unknown resource template: {ref.uri}")
+            entry, uri = template
+            upstream_ref = ref.model_copy(update={"uri": uri})
+        request = types.CompleteRequest(params=params.model_copy(update={"ref": upstream_ref}))
+        result: types.CompleteResult = await self._send(
+            ctx, scope, entry, f"completion:{ref.type}", request, types.CompleteResult
+        )
+        return result
+
+    async def list_resource_templates(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        """Listed live from the visible servers that offer resources (each bounded; a failing one is left out)."""
+        scope = RequestScope.of(ctx)
+        templates: list[types.ResourceTemplate] = []
+        for entry in self._visible(scope):
+            if entry.down or self.upstreams is None:
+                continue
+            try:
+                with anyio.fail_after(entry.config.call_timeout + 5):
+                    page = await self._upstream(entry).send(
+                        types.ListResourceTemplatesRequest(), types.ListResourceTemplatesResult
+                    )
+            except (UpstreamError, MCPError, TimeoutError) as exc:
+                logger.info("resources/templates/list on %s failed: %s", entry.slug, exc)
+                continue
+            for template in page.resource_templates:
+                if scope.slug is None:
+                    template = template.model_copy(
+                        update={
+                            "uri_template": public_uri(entry.slug, template.uri_template),
+                            "name": f"{entry.slug}/{template.name}",
+                        }
+                    )
+                templates.append(template)
+        return types.ListResourceTemplatesResult(resource_templates=templates)
+
+    async def subscribe_resource(self, ctx: Ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        scope = RequestScope.of(ctx)
+        uri = str(params.uri)
+        found = self._find_resource(scope, uri)
+        session_id = ctx.request.headers.get("mcp-session-id") if ctx.request is not None else None
+        if session_id is None:  # updates go to a session: 2026-07-28 clients use subscriptions/listen
+            raise MCPError(types.INVALID_REQUEST, "resources/subscribe needs a session (Mcp-Session-Id)")
+        if found is None:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {uri}")
+        entry, original = found
+        request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=original))
+        await self._send(ctx, scope, entry, f"subscribe:{original}", request, types.EmptyResult)
+        try:
+            self.subscriptions.add(entry.id, original, session_id, ctx.session, uri)
+        except OverflowError as exc:
+            raise MCPError(types.INTERNAL_ERROR, str(exc)) from exc
+        return types.EmptyResult()
+
+    async def unsubscribe_resource(self, ctx: Ctx, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        scope = RequestScope.of(ctx)
+        uri = str(params.uri)
+        found = self._find_resource(scope, uri)
+        session_id = ctx.request.headers.get("mcp-session-id") if ctx.request is not None else None
+        if found is None or session_id is None:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {uri}")
+        entry, original = found
+        if self.subscriptions.remove(entry.id, original, session_id):
+            request = types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=original))
+            await self._send(ctx, scope, entry, f"unsubscribe:{original}", request, types.EmptyResult)
+        return types.EmptyResult()
+
+    def _on_upstream_resource_updated(self, server_id: int, uri: str) -> None:
+        # Called from the upstream's message handler: fan out in the background.
+        if self.upstreams is not None:
+            self.upstreams.start_soon(self.subscriptions.updated, server_id, uri)
+
+    # --- what the upstreams ask of the client, and logging ----------------------------------------
+
+    def _requester(self, ctx: Ctx, scope: RequestScope, entry: ServerEntry) -> Requester:
+        """The downstream client behind this request, as the upstream layer relays requests and logs to it."""
+        return Requester(
+            ctx.session, ctx.request_id, server=entry.slug, label=scope.slug is None, log_level=self.log_levels.of(ctx)
+        )
+
+    async def roots_changed(self, ctx: Ctx, params: types.NotificationParams | None) -> None:
+        """A client's roots changed: tell the live upstreams it can see (they will ask for roots again)."""
+        scope = RequestScope.of(ctx)
+        for entry in self._visible(scope):
+            pool = self.upstreams.running_pool(entry.id) if self.upstreams is not None else None
+            for session in pool.sessions() if pool is not None else ():
+                await session.roots_changed()
+
+    async def set_logging_level(self, ctx: Ctx, params: types.SetLevelRequestParams) -> types.EmptyResult:
+        """Remember the client's level; set the visible handshake-era upstreams to the most verbose one asked for."""
+        scope = RequestScope.of(ctx)
+        self.log_levels.set(ctx, params.level)
+        level = self.log_levels.upstream_level()
+        for entry in self._visible(scope):
+            if self.upstreams is None:
+                break
+            for session in self.upstreams.pool(entry.config).sessions():
+                try:
+                    with anyio.fail_after(entry.config.call_timeout + 5):
+                        await session.set_logging_level(level)
+                except (UpstreamError, MCPError, TimeoutError) as exc:  # best effort: the server keeps its level
+                    logger.info("logging/setLevel on %s failed: %s", entry.slug, exc)
+        return types.EmptyResult()
 
     # --- forwarding ---------------------------------------------------------------------------
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
+from pydantic import BaseModel
 
 from servers.upstream.config import UpstreamConfig
 
 # Called with (progress, total, message) for each progress notification of a call: the SDK's type.
 ProgressCallback = ProgressFnT
+ResultT = TypeVar("ResultT", bound=BaseModel)
 
 
 class Upstream(Protocol):
@@ -60,6 +62,10 @@ class Upstream(Protocol):
     async def get_prompt(
         self, name: str, arguments: dict[str, str] | None, *, affinity: str | None = None
     ) -> types.GetPromptResult: ...
+
+    async def send(
+        self, request: types.ClientRequest, result_type: type[ResultT], *, affinity: str | None = None
+    ) -> ResultT: ...
 
     async def list_tools(self) -> list[types.Tool]: ...
 

@@ -28,7 +28,7 @@ from mcp import MCPError
 from servers.upstream.balancing import make_policy
 from servers.upstream.config import UpstreamConfig
 from servers.upstream.errors import UpstreamCrashed, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from servers.upstream.interface import ProgressCallback, Upstream
+from servers.upstream.interface import ProgressCallback, ResultT, Upstream
 from servers.upstream.session import SessionHooks, SessionStats, UpstreamSession, describe, idle_expired
 from servers.upstream.stdio import ProcessInfo
 
@@ -439,6 +439,11 @@ class UpstreamPool(Upstream):
         self, name: str, arguments: dict[str, str] | None, *, affinity: str | None = None
     ) -> types.GetPromptResult:
         return await self._dispatch(lambda s: s.get_prompt(name, arguments), affinity)
+
+    async def send(
+        self, request: types.ClientRequest, result_type: type[ResultT], *, affinity: str | None = None
+    ) -> ResultT:
+        return await self._dispatch(lambda s: s.send(request, result_type), affinity)
 
     async def ping(self) -> None:
         await self._dispatch(lambda s: s.ping())

@@ -26,6 +26,7 @@ import mcp_types as types
 from mcp import Client, MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel
 
 from servers.upstream import relay
 from servers.upstream.config import UpstreamConfig
@@ -33,6 +34,7 @@ from servers.upstream.errors import UpstreamCrashed, UpstreamError, UpstreamTime
 from servers.upstream.http import HttpLink, http_transport
 from servers.upstream.interface import ProgressCallback, Upstream
 from servers.upstream.raw import handshake_request, send_raw
+from servers.upstream.requester import ClientRelay
 from servers.upstream.stdio import ProcessInfo, stdio_transport
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ POLL_INTERVAL = 0.25
 LISTEN_ACK_WAIT = 2.0
 
 T = TypeVar("T")
+ResultT = TypeVar("ResultT", bound=BaseModel)
 
 
 def _noop(*args: Any) -> None:
@@ -61,6 +64,7 @@ class SessionHooks:
     on_tools_changed: Callable[[int], None] = _noop  # server id
     on_restart: Callable[[int, str], None] = _noop  # server id, reason
     on_scale: Callable[[int, int, int, str], None] = _noop  # server id, from, to instances, reason (pools)
+    on_resource_updated: Callable[[int, str], None] = _noop  # server id, uri (resources/subscribe)
 
 
 @dataclass
@@ -107,6 +111,8 @@ class UpstreamSession(Upstream):
         self._reconnect_reason = ""
         self._reconnect_now = False
         self._http = HttpLink()
+        # Server-to-client requests go to the downstream client whose request caused them.
+        self.relay = ClientRelay(config.slug, lambda: self.config.call_timeout)
         self._listen_unacknowledged_logged = False
 
     # --- supervisor ------------------------------------------------------------------
@@ -114,6 +120,7 @@ class UpstreamSession(Upstream):
     async def run(self) -> None:
         """The supervisor loop: connect, serve until the connection ends, back off, repeat."""
         backoff = BACKOFF_MIN
+        self.relay.detach()
         try:
             while not self._stopping:
                 self.state = "connecting"
@@ -176,6 +183,7 @@ class UpstreamSession(Upstream):
             read_timeout_seconds=config.call_timeout,
             message_handler=self._on_message,
             cache=None,  # the hub caches tool lists itself; a proxy must not serve stale lists
+            **self.relay.client_options(),
         )
 
     def _on_connected(self, client: Client) -> None:
@@ -251,6 +259,10 @@ class UpstreamSession(Upstream):
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, types.ToolListChangedNotification):
             self.hooks.on_tools_changed(self.config.id)
+        elif isinstance(message, types.ResourceUpdatedNotification):
+            self.hooks.on_resource_updated(self.config.id, str(message.params.uri))
+        elif isinstance(message, types.ElicitCompleteNotification):
+            await self.relay.elicitation_complete(message.params.elicitation_id)
 
     def request_reconnect(self, reason: str, immediate: bool = False) -> None:
         """End the current connection; reconnect after the backoff, or at once when nothing is wrong upstream."""
@@ -292,6 +304,7 @@ class UpstreamSession(Upstream):
         limit = timeout or self.config.call_timeout
         self.stats.in_flight += 1
         self.stats.last_used = time.monotonic()
+        caller = self.relay.enter()
         try:
             for attempt in (1, 2):
                 client = await self._connected_client()
@@ -319,6 +332,7 @@ class UpstreamSession(Upstream):
                     raise UpstreamCrashed(self.config.slug, "connection lost during the call") from exc
             raise UpstreamUnavailable(self.config.slug, "the session could not be re-established")
         finally:
+            self.relay.leave(caller)
             self.stats.in_flight -= 1
             self.stats.last_used = time.monotonic()
 
@@ -340,7 +354,13 @@ class UpstreamSession(Upstream):
     ) -> types.CallToolResult:
         limit = timeout or self.config.call_timeout
         return await self.request(
-            lambda c: c.call_tool(name, arguments, read_timeout_seconds=limit, progress_callback=progress_callback),
+            lambda c: c.call_tool(
+                name,
+                arguments,
+                read_timeout_seconds=limit,
+                progress_callback=progress_callback,
+                meta=self.relay.request_meta(era_of(c.protocol_version) == "stateless"),
+            ),
             limit,
         )
 
@@ -405,6 +425,30 @@ class UpstreamSession(Upstream):
         self, name: str, arguments: dict[str, str] | None, *, affinity: str | None = None
     ) -> types.GetPromptResult:
         return await self.request(lambda c: c.get_prompt(name, arguments))
+
+    async def send(
+        self, request: types.ClientRequest, result_type: type[ResultT], *, affinity: str | None = None
+    ) -> ResultT:
+        """Any other request (completion, subscriptions, template listing): sent as is on the shared connection."""
+        return await self.request(lambda c: c.session.send_request(request, result_type))
+
+    async def roots_changed(self) -> None:
+        """Pass a client's `notifications/roots/list_changed` on (handshake era; a live connection only)."""
+        client = self._client
+        if client is not None and era_of(client.protocol_version) == "handshake":
+            with anyio.move_on_after(5):
+                await client.session.send_notification(types.RootsListChangedNotification())
+
+    async def set_logging_level(self, level: types.LoggingLevel) -> None:
+        """`logging/setLevel` on a handshake-era connection that offers logging (2026-07-28 has no such request:
+        the level rides each request, see `ClientRelay.request_meta`)."""
+        request = types.SetLevelRequest(params=types.SetLevelRequestParams(level=level))
+
+        async def operation(client: Client) -> None:
+            if era_of(client.protocol_version) == "handshake" and client.server_capabilities.logging is not None:
+                await client.session.send_request(request, types.EmptyResult)
+
+        await self.request(operation)
 
     async def ping(self) -> None:
         """Prove the connection answers: `ping` in the handshake era, `server/discover` in the stateless one."""

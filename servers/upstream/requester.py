@@ -1,0 +1,295 @@
+"""Server-to-client requests relayed from an upstream to the downstream client that should answer them.
+
+An upstream server may ask its client (the hub) for `sampling/createMessage`,
+`elicitation/create` or `roots/list`. The hub cannot answer those itself: it
+relays each to a downstream client. Which one: the gateway names the downstream
+requester (its session, request id, capabilities) in a context variable around
+each upstream request (`requesting`); each upstream connection keeps the
+requesters it has in flight (`ClientRelay.in_flight`).
+
+- A 2026-07-28 upstream embeds its questions in the result; the SDK client's
+  input_required driver calls our callbacks in the caller's own task, so the
+  context variable names the requester exactly.
+- A handshake-era upstream sends a request on the connection, and the callback
+  runs in the client's receive task: it goes to the in-flight caller on that
+  connection whose client declared the capability (the oldest if several), else
+  to any connected downstream session that declared it (`set_directory`), else
+  it is answered with a JSON-RPC error naming the method.
+
+Every relayed request is bounded by the upstream's call timeout; a cancelled
+upstream request cancels the relayed one. This module imports no Django.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import anyio
+import mcp_types as types
+from mcp.client.session import ClientRequestContext
+from mcp.server.session import ServerSession
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
+from pydantic import BaseModel, ValidationError
+
+logger = logging.getLogger(__name__)
+
+# `_meta` key on a relayed request naming the hub server that asks (the aggregated /mcp serves many).
+SERVER_META_KEY = "io.mcphub/server"
+MAX_URL_ELICITATIONS = 1000  # remembered for their completion notice; the oldest are forgotten
+
+# What the hub declares upstream: everything it can relay (the SDK declares elicitation form+url
+# and roots.listChanged for the callbacks themselves).
+SAMPLING_CAPABILITY = types.SamplingCapability(
+    tools=types.SamplingToolsCapability(), context=types.SamplingContextCapability()
+)
+
+
+LOG_LEVELS: tuple[types.LoggingLevel, ...] = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
+
+
+@dataclass(eq=False)
+class Requester:
+    """A downstream client that can be asked: its session and the request of its that is being served.
+
+    `request_id` None means the session's standalone channel (the GET stream), for requests that
+    belong to no call. `server` is the slug of the hub server the request went to; `label` says
+    whether to name it in relayed requests (on /mcp, which aggregates several servers).
+    """
+
+    session: ServerSession
+    request_id: types.RequestId | None = None
+    server: str = ""
+    label: bool = False
+    log_level: types.LoggingLevel | None = None  # what it asked for (logging/setLevel, or the 2026 `_meta` opt-in)
+    started: float = field(default_factory=time.monotonic)
+
+    def wants_log(self, level: types.LoggingLevel) -> bool:
+        """Whether a log message at `level` is for this client (no level set: every level, as in the handshake era)."""
+        return self.log_level is None or LOG_LEVELS.index(level) >= LOG_LEVELS.index(self.log_level)
+
+    @property
+    def capabilities(self) -> types.ClientCapabilities | None:
+        return self.session.client_capabilities
+
+    def can_answer(self, method: str, params: BaseModel | None) -> bool:
+        """Whether this client declared what `method` (with these params) needs, and can be sent requests."""
+        caps = self.capabilities
+        if caps is None:
+            return False
+        if self.request_id is not None and not self.session.can_send_request:
+            return False  # a 2026-07-28 request has no back-channel (input_required is the way there)
+        if method == "sampling/createMessage":
+            if caps.sampling is None:
+                return False
+            if isinstance(params, types.CreateMessageRequestParams):
+                if (params.tools or params.tool_choice) and caps.sampling.tools is None:
+                    return False
+                if params.include_context not in (None, "none") and caps.sampling.context is None:
+                    return False
+            return True
+        if method == "elicitation/create":
+            if caps.elicitation is None:
+                return False
+            if isinstance(params, types.ElicitRequestURLParams):
+                return caps.elicitation.url is not None
+            # An empty elicitation capability means form mode (the 2025-06-18 shape).
+            return caps.elicitation.form is not None or caps.elicitation.url is None
+        if method == "roots/list":
+            return caps.roots is not None
+        return False
+
+    async def send(self, request: types.ServerRequest, result_type: type[BaseModel], timeout: float) -> BaseModel:
+        """Send on the originating request's stream (or the session's channel), bounded by `timeout`."""
+        metadata = ServerMessageMetadata(related_request_id=self.request_id) if self.request_id is not None else None
+        return await self.session.send_request(request, result_type, timeout, metadata=metadata)
+
+
+CURRENT: ContextVar[Requester | None] = ContextVar("mcphub_requester", default=None)
+
+# The downstream sessions that could answer a request belonging to no call (set by the gateway).
+_directory: Callable[[], Iterable[Requester]] = lambda: ()  # noqa: E731
+
+
+def set_directory(directory: Callable[[], Iterable[Requester]]) -> None:
+    """Where to look for a client when no in-flight caller can answer (the gateway's connected sessions)."""
+    global _directory
+    _directory = directory
+
+
+@contextmanager
+def requesting(requester: Requester | None) -> Iterator[None]:
+    """Name the downstream requester for the upstream requests made inside."""
+    token = CURRENT.set(requester)
+    try:
+        yield
+    finally:
+        CURRENT.reset(token)
+
+
+class ClientRelay:
+    """One upstream connection's side: its in-flight requesters and the SDK client's callbacks."""
+
+    def __init__(self, slug: str, timeout: Callable[[], float]) -> None:
+        self.slug = slug
+        self._timeout = timeout
+        self._in_flight: list[Requester] = []  # oldest first
+        # URL-mode elicitations relayed, by elicitation id: who gets `notifications/elicitation/complete`.
+        self._url_elicitations: dict[str, Requester] = {}
+
+    @staticmethod
+    def detach() -> None:
+        """In the connection's own task: its tasks serve every caller, so they inherit none
+        (a task copies its creator's context, and the first caller may have started it)."""
+        CURRENT.set(None)
+
+    def enter(self) -> Requester | None:
+        """At the start of one upstream request: its requester (if any) may be asked while it runs."""
+        requester = CURRENT.get()
+        if requester is not None:
+            self._in_flight.append(requester)
+        return requester
+
+    def leave(self, requester: Requester | None) -> None:
+        """At the end of that request."""
+        if requester is not None:
+            self._in_flight.remove(requester)
+
+    def request_meta(self, modern: bool) -> types.RequestParamsMeta | None:
+        """`_meta` for a request to a 2026-07-28 upstream: the caller's log-level opt-in (the handshake era's
+        default is every level), so that the upstream sends the log messages the caller would get."""
+        requester = CURRENT.get()
+        if not modern or requester is None:
+            return None
+        return cast(types.RequestParamsMeta, {types.LOG_LEVEL_META_KEY: requester.log_level or "debug"})
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        """An upstream's `notifications/message`: to the caller it belongs to (the oldest in flight), if it wants it."""
+        current = CURRENT.get()
+        requester = current if current in self._in_flight else (self._in_flight[0] if self._in_flight else None)
+        if requester is None or not requester.wants_log(params.level):
+            logger.debug("upstream %s: log message outside any call dropped", self.slug)
+            return
+        if requester.label:
+            meta = {**(params.meta or {}), SERVER_META_KEY: requester.server}
+            params = params.model_copy(update={"meta": meta, "logger": f"{requester.server}/{params.logger or ''}"})
+        notification = types.LoggingMessageNotification(params=params)
+        try:
+            with anyio.fail_after(5):
+                await requester.session.send_notification(notification, related_request_id=requester.request_id)
+        except Exception as exc:  # the client went away: the log message is lost, the call goes on
+            logger.debug("upstream %s: relaying a log message failed: %s", self.slug, exc)
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for the SDK `Client`: the callbacks, and so the declared capabilities."""
+        return {
+            "sampling_callback": self.sampling,
+            "sampling_capabilities": SAMPLING_CAPABILITY,
+            "elicitation_callback": self.elicitation,
+            "list_roots_callback": self.list_roots,
+            "logging_callback": self.log,
+        }
+
+    def pick(self, method: str, params: BaseModel | None) -> Requester | None:
+        """The client to ask: the caller itself (exact), an in-flight caller, a connected session."""
+        current = CURRENT.get()
+        if current is not None and current in self._in_flight:
+            return current if current.can_answer(method, params) else None
+        for requester in self._in_flight:
+            if requester.can_answer(method, params):
+                return requester
+        for requester in _directory():
+            if requester.can_answer(method, params):
+                return requester
+        return None
+
+    async def sampling(
+        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
+        result_type: type[BaseModel] = (
+            types.CreateMessageResultWithTools if params.tools or params.tool_choice else types.CreateMessageResult
+        )
+        result = await self._relay("sampling/createMessage", params, result_type)
+        assert isinstance(result, (types.CreateMessageResult, types.CreateMessageResultWithTools, types.ErrorData))
+        return result
+
+    async def elicitation(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        result = await self._relay("elicitation/create", params, types.ElicitResult)
+        assert isinstance(result, (types.ElicitResult, types.ErrorData))
+        return result
+
+    async def elicitation_complete(self, elicitation_id: str) -> None:
+        """The upstream says a URL-mode elicitation is done: tell the client that was sent it (its session)."""
+        requester = self._url_elicitations.pop(elicitation_id, None)
+        if requester is None:
+            return
+        try:
+            with anyio.fail_after(5):
+                await requester.session.send_elicit_complete(elicitation_id)
+        except Exception as exc:  # the client went away: nothing to retry for it
+            logger.debug("upstream %s: elicitation complete not delivered: %s", self.slug, exc)
+
+    async def list_roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
+        result = await self._relay("roots/list", None, types.ListRootsResult)
+        assert isinstance(result, (types.ListRootsResult, types.ErrorData))
+        return result
+
+    async def _relay(self, method: str, params: BaseModel | None, result_type: type[BaseModel]) -> BaseModel:
+        requester = self.pick(method, params)
+        if requester is None:
+            return types.ErrorData(
+                code=types.INVALID_REQUEST, message=f"{self.slug}: no connected client can answer {method}"
+            )
+        request = self._request(method, params, requester)
+        if isinstance(params, types.ElicitRequestURLParams) and params.elicitation_id:
+            if len(self._url_elicitations) >= MAX_URL_ELICITATIONS:
+                self._url_elicitations.pop(next(iter(self._url_elicitations)))
+            self._url_elicitations[params.elicitation_id] = requester
+        timeout = self._timeout()
+        try:
+            with anyio.fail_after(timeout + 1):
+                return await requester.send(request, result_type, timeout)
+        except MCPError as exc:
+            return exc.error
+        except TimeoutError:
+            return types.ErrorData(
+                code=types.REQUEST_TIMEOUT, message=f"{method}: the client did not answer within {timeout:g} s"
+            )
+        except ValidationError as exc:
+            message = f"{method}: invalid answer from the client: {exc}"
+            return types.ErrorData(code=types.INTERNAL_ERROR, message=message)
+        except Exception as exc:  # the client went away, or its session cannot send: an error upstream, not a crash
+            logger.info("upstream %s: relaying %s failed: %s", self.slug, method, exc)
+            return types.ErrorData(code=types.INTERNAL_ERROR, message=f"{method} could not be relayed: {exc}")
+
+    def _request(self, method: str, params: BaseModel | None, requester: Requester) -> types.ServerRequest:
+        if params is None:
+            return types.ListRootsRequest()
+        data = params.model_dump(by_alias=True, mode="json", exclude_none=True)
+        if requester.label:
+            # On /mcp the client sees many servers: say which one asks, in `_meta` and in the message.
+            data["_meta"] = {**data.get("_meta", {}), SERVER_META_KEY: requester.server}
+            if method == "elicitation/create" and "message" in data:
+                data["message"] = f"[{requester.server}] {data['message']}"
+        if method == "sampling/createMessage":
+            return types.CreateMessageRequest(params=types.CreateMessageRequestParams.model_validate(data))
+        if data.get("mode") == "url":
+            return types.ElicitRequest(params=types.ElicitRequestURLParams.model_validate(data))
+        return types.ElicitRequest(params=types.ElicitRequestFormParams.model_validate(data))
