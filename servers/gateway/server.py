@@ -46,6 +46,7 @@ from servers.gateway.registry import ServerEntry, Snapshot, build_snapshot
 from servers.gateway.scope import CURRENT_SLUG, Ctx, RequestScope
 from servers.gateway.subscriptions import Subscriptions
 from servers.hooks import django_hooks
+from servers.tokens import TokenInfo
 from servers.upstream.errors import UpstreamError, UpstreamOverloaded, UpstreamTimeout
 from servers.upstream.interface import Upstream
 from servers.upstream.manager import UpstreamManager, upstream_manager
@@ -133,7 +134,7 @@ class Gateway:
         self.breaker = CircuitBreaker()
         # Handshake-era sessions by Mcp-Session-Id (strong references: a request's ctx.session is
         # otherwise collected when the request ends). Pruned when a send fails; bounded.
-        self._downstream: dict[str, ServerSession] = {}
+        self._downstream: dict[str, tuple[ServerSession, TokenInfo]] = {}
         self._bus = InMemorySubscriptionBus()
         self._snapshot_at = 0.0
         self._rediscovering: set[int] = set()
@@ -163,7 +164,7 @@ class Gateway:
         )
         self.server.middleware.append(self._remember_session)
         # Server-to-client requests belonging to no call go to a connected session that can answer.
-        set_directory(lambda: [Requester(session) for session in reversed(self._downstream.values())])
+        set_directory(self._sessions_allowed_on)
         self._server_info = self.server.server_info_stamp  # serialized only, never changed: one copy will do
         self.session_manager = StreamableHTTPSessionManager(
             app=self.server,
@@ -289,7 +290,7 @@ class Gateway:
     async def _announce_tools_changed(self) -> None:
         logger.info("tool list changed; telling %d connected sessions", len(self._downstream))
         await self._bus.publish(ToolsListChanged())
-        for session_id, session in list(self._downstream.items()):
+        for session_id, (session, _token) in list(self._downstream.items()):
             try:
                 with anyio.fail_after(5):
                     await session.send_tool_list_changed()
@@ -301,8 +302,16 @@ class Gateway:
         if session_id and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             if session_id not in self._downstream and len(self._downstream) >= MAX_REMEMBERED_SESSIONS:
                 self._downstream.pop(next(iter(self._downstream)))  # forget the oldest
-            self._downstream[session_id] = ctx.session
+            self._downstream[session_id] = (ctx.session, RequestScope.of(ctx).token)
         return await call_next(ctx)
+
+    def _sessions_allowed_on(self, slug: str) -> list[Requester]:
+        """Connected handshake-era sessions whose token may use server `slug`, newest first."""
+        entry = self.snapshot.servers.get(slug)
+        if entry is None:
+            return []
+        sessions = reversed(self._downstream.values())
+        return [Requester(session, owner=token.id) for session, token in sessions if token.allows(entry.id)]
 
     # --- what a request may see ----------------------------------------------------------
 
@@ -684,7 +693,12 @@ class Gateway:
     def _requester(self, ctx: Ctx, scope: RequestScope, entry: ServerEntry) -> Requester:
         """The downstream client behind this request, as the upstream layer relays requests and logs to it."""
         return Requester(
-            ctx.session, ctx.request_id, server=entry.slug, label=scope.slug is None, log_level=self.log_levels.of(ctx)
+            ctx.session,
+            ctx.request_id,
+            server=entry.slug,
+            label=scope.slug is None,
+            log_level=self.log_levels.of(ctx),
+            owner=scope.token.id,
         )
 
     async def roots_changed(self, ctx: Ctx, params: types.NotificationParams | None) -> None:

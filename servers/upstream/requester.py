@@ -12,9 +12,10 @@ requesters it has in flight (`ClientRelay.in_flight`).
   context variable names the requester exactly.
 - A handshake-era upstream sends a request on the connection, and the callback
   runs in the client's receive task: it goes to the in-flight caller on that
-  connection whose client declared the capability (the oldest if several), else
-  to any connected downstream session that declared it (`set_directory`), else
-  it is answered with a JSON-RPC error naming the method.
+  connection whose client declared the capability (the oldest if several, and
+  only while every call in flight is of one identity), else, with no call in
+  flight, to a connected downstream session allowed on the server that declared
+  it (`set_directory`), else it is answered with a JSON-RPC error saying why.
 
 Every relayed request is bounded by the upstream's call timeout; a cancelled
 upstream request cancels the relayed one. This module imports no Django.
@@ -77,6 +78,7 @@ class Requester:
     server: str = ""
     label: bool = False
     log_level: types.LoggingLevel | None = None  # what it asked for (logging/setLevel, or the 2026 `_meta` opt-in)
+    owner: int | None = None  # the identity (token id) behind it: a request is never relayed to another's client
     started: float = field(default_factory=time.monotonic)
 
     def wants_log(self, level: types.LoggingLevel) -> bool:
@@ -122,12 +124,13 @@ class Requester:
 
 CURRENT: ContextVar[Requester | None] = ContextVar("mcphub_requester", default=None)
 
-# The downstream sessions that could answer a request belonging to no call (set by the gateway).
-_directory: Callable[[], Iterable[Requester]] = lambda: ()  # noqa: E731
+# The connected downstream sessions allowed on an upstream (by slug) that could answer a request
+# belonging to no call (set by the gateway).
+_directory: Callable[[str], Iterable[Requester]] = lambda slug: ()  # noqa: E731
 
 
-def set_directory(directory: Callable[[], Iterable[Requester]]) -> None:
-    """Where to look for a client when no in-flight caller can answer (the gateway's connected sessions)."""
+def set_directory(directory: Callable[[str], Iterable[Requester]]) -> None:
+    """Where to look for a client when no call is in flight: the gateway's sessions whose token may use the server."""
     global _directory
     _directory = directory
 
@@ -149,6 +152,7 @@ class ClientRelay:
         self.slug = slug
         self._timeout = timeout
         self._in_flight: list[Requester] = []  # oldest first
+        self._unattributed = 0  # clients' requests in flight that name no requester (hot-path calls)
         # URL-mode elicitations relayed, by elicitation id: who gets `notifications/elicitation/complete`.
         self._url_elicitations: dict[str, Requester] = {}
 
@@ -158,17 +162,24 @@ class ClientRelay:
         (a task copies its creator's context, and the first caller may have started it)."""
         CURRENT.set(None)
 
-    def enter(self) -> Requester | None:
-        """At the start of one upstream request: its requester (if any) may be asked while it runs."""
+    def enter(self, internal: bool = False) -> Requester | None:
+        """At the start of one upstream request: its requester (if any) may be asked while it runs.
+
+        `internal`: the hub's own request (listing, ping), which no client's request can belong to.
+        """
         requester = CURRENT.get()
         if requester is not None:
             self._in_flight.append(requester)
+        elif not internal:
+            self._unattributed += 1
         return requester
 
-    def leave(self, requester: Requester | None) -> None:
+    def leave(self, requester: Requester | None, internal: bool = False) -> None:
         """At the end of that request."""
         if requester is not None:
             self._in_flight.remove(requester)
+        elif not internal:
+            self._unattributed -= 1
 
     def request_meta(self, modern: bool) -> types.RequestParamsMeta | None:
         """`_meta` for a request to a 2026-07-28 upstream: the caller's log-level opt-in (the handshake era's
@@ -205,18 +216,27 @@ class ClientRelay:
             "logging_callback": self.log,
         }
 
-    def pick(self, method: str, params: BaseModel | None) -> Requester | None:
-        """The client to ask: the caller itself (exact), an in-flight caller, a connected session."""
+    def pick(self, method: str, params: BaseModel | None) -> Requester | str:
+        """The client to ask: the caller itself (exact), an in-flight caller, a connected session; else why none.
+
+        A handshake-era upstream does not say which call a request belongs to. Its request may carry
+        what one client sent (arguments, documents): so it goes to an in-flight caller only when every
+        call in flight is of one identity, and to a connected session only when no call is in flight
+        and that session's token may use the server. Never to one identity on another's behalf.
+        """
         current = CURRENT.get()
         if current is not None and current in self._in_flight:
-            return current if current.can_answer(method, params) else None
-        for requester in self._in_flight:
+            return current if current.can_answer(method, params) else f"the calling client cannot answer {method}"
+        if self._in_flight or self._unattributed:
+            if self._unattributed or len({requester.owner for requester in self._in_flight}) > 1:
+                return f"{method} cannot be attributed to one client: calls of several are in flight"
+            candidates: Iterable[Requester] = self._in_flight
+        else:
+            candidates = _directory(self.slug)
+        for requester in candidates:
             if requester.can_answer(method, params):
                 return requester
-        for requester in _directory():
-            if requester.can_answer(method, params):
-                return requester
-        return None
+        return f"no connected client can answer {method}"
 
     async def sampling(
         self, context: ClientRequestContext, params: types.CreateMessageRequestParams
@@ -253,10 +273,8 @@ class ClientRelay:
 
     async def _relay(self, method: str, params: BaseModel | None, result_type: type[BaseModel]) -> BaseModel:
         requester = self.pick(method, params)
-        if requester is None:
-            return types.ErrorData(
-                code=types.INVALID_REQUEST, message=f"{self.slug}: no connected client can answer {method}"
-            )
+        if isinstance(requester, str):
+            return types.ErrorData(code=types.INVALID_REQUEST, message=f"{self.slug}: {requester}")
         request = self._request(method, params, requester)
         if isinstance(params, types.ElicitRequestURLParams) and params.elicitation_id:
             if len(self._url_elicitations) >= MAX_URL_ELICITATIONS:

@@ -299,12 +299,17 @@ class UpstreamSession(Upstream):
             raise UpstreamUnavailable(self.config.slug, reason)
         return self._client
 
-    async def request(self, operation: Callable[[Client], Awaitable[T]], timeout: float | None = None) -> T:
-        """Run one request on the shared connection, mapping every failure to an UpstreamError."""
+    async def request(
+        self, operation: Callable[[Client], Awaitable[T]], timeout: float | None = None, *, internal: bool = False
+    ) -> T:
+        """Run one request on the shared connection, mapping every failure to an UpstreamError.
+
+        `internal`: the hub's own request (a listing, a ping), carrying nothing of any client's.
+        """
         limit = timeout or self.config.call_timeout
         self.stats.in_flight += 1
         self.stats.last_used = time.monotonic()
-        caller = self.relay.enter()
+        caller = self.relay.enter(internal)
         try:
             for attempt in (1, 2):
                 client = await self._connected_client()
@@ -332,7 +337,7 @@ class UpstreamSession(Upstream):
                     raise UpstreamCrashed(self.config.slug, "connection lost during the call") from exc
             raise UpstreamUnavailable(self.config.slug, "the session could not be re-established")
         finally:
-            self.relay.leave(caller)
+            self.relay.leave(caller, internal)
             self.stats.in_flight -= 1
             self.stats.last_used = time.monotonic()
 
@@ -457,7 +462,8 @@ class UpstreamSession(Upstream):
                 c.session.send_discover(c.protocol_version)
                 if era_of(c.protocol_version) == "stateless"
                 else c.send_ping()
-            )
+            ),
+            internal=True,
         )
 
     @property
@@ -473,7 +479,7 @@ class UpstreamSession(Upstream):
         items: list[Any] = []
         cursor: str | None = None
         for _page in range(1000):  # a paginator that never ends must not hang discovery
-            page = await self.request(functools.partial(fetch, cursor))
+            page = await self.request(functools.partial(fetch, cursor), internal=True)
             items.extend(getattr(page, attribute))
             cursor = page.next_cursor
             if not cursor:

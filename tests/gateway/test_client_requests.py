@@ -197,3 +197,25 @@ async def test_server_everything_offers_and_relays_sampling_and_elicitation(hub:
         text = json.dumps(result.model_dump(mode="json"))
         assert "test-model" in text and "hi there" in text, text
     assert answers.asked[0][0] == "sampling"
+
+
+async def test_a_request_is_never_put_to_another_identitys_client(hub: Hub) -> None:
+    """A handshake-era upstream does not say which call it asks for: the hub must not guess across tokens.
+
+    Token B's 2026-07-28 call (no back-channel) makes the upstream ask for sampling while token A's
+    session, which could answer, is open: A is never asked; B's call fails with a reason.
+    """
+    bystander = Answers()
+    _token, other = await anyio.to_thread.run_sync(lambda: services.create_token("other"))
+    async with hub.client("/mcp/legacy/", mode="legacy", **bystander.options()) as session_a:
+        await session_a.list_tools()
+        async with hub.client("/mcp/legacy/", token=other) as client_b:
+            with anyio.fail_after(60):
+                try:
+                    result = await client_b.call_tool("sample", {"prompt": "B's secret"})
+                    failure = str(result.content) if result.is_error else ""
+                except MCPError as exc:
+                    failure = exc.error.message
+        assert "cannot be attributed" in failure, failure
+        await session_a.call_tool("echo", {"text": "A still works"})
+    assert bystander.asked == []
