@@ -28,7 +28,7 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
-from servers.upstream import relay
+from servers.upstream import eras, relay
 from servers.upstream.config import UpstreamConfig
 from servers.upstream.errors import UpstreamCrashed, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servers.upstream.http import HttpLink, http_transport
@@ -113,6 +113,7 @@ class UpstreamSession(Upstream):
         # Server-to-client requests go to the downstream client whose request caused them.
         self.relay = ClientRelay(config.slug, lambda: self.config.call_timeout)
         self._listen_unacknowledged_logged = False
+        self.refused = False  # a variant whose server refused its era: it stops, its pool's owner falls back
 
     # --- supervisor ------------------------------------------------------------------
 
@@ -142,11 +143,13 @@ class UpstreamSession(Upstream):
                 except Exception as exc:
                     self.stats.last_error = describe(exc)
                     logger.warning("upstream %s: %s", self.config.slug, self.stats.last_error)
+                    if self.config.variant and eras.refuses_handshake(exc):
+                        self.refused = True  # not an outage: retrying would be refused again
                 finally:
                     self._client = None
                     self.stats.connected_since = None
                     self._finish_attempt()
-                if self._must_end():
+                if self._must_end() or self.refused:
                     break
                 reason = self._reconnect_reason or self.stats.last_error or "connection ended"
                 self.stats.restarts += 1
@@ -192,7 +195,8 @@ class UpstreamSession(Upstream):
         self.stats.last_error = ""
         version = client.protocol_version
         era = era_of(version)
-        if era != self.config.era or version != self.config.protocol_version:
+        # A variant's era is pinned, not the server's: never recorded.
+        if not self.config.variant and (era != self.config.era or version != self.config.protocol_version):
             self.hooks.on_era(self.config.id, era, version)
         self._finish_attempt()
 
