@@ -25,6 +25,7 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "content-length"}
 )
 
+SESSION = web.AppKey("session", aiohttp.ClientSession)
 UNSENT = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
 
 
@@ -39,10 +40,10 @@ def bearer_forwarder(target: str, token: str) -> Iterator[str]:
     ready, stopping = threading.Event(), threading.Event()
     failure: list[BaseException] = []
 
-    async def forward(request: web.Request, session: aiohttp.ClientSession) -> web.StreamResponse:
+    async def forward(request: web.Request) -> web.StreamResponse:
         headers = [(n, v) for n, v in end_to_end(request.headers) if n.lower() != "authorization"]
         headers.append(("Authorization", f"Bearer {token}"))
-        async with session.request(
+        async with request.app[SESSION].request(
             request.method,
             target + request.path_qs,
             headers=headers,
@@ -53,9 +54,12 @@ def bearer_forwarder(target: str, token: str) -> Iterator[str]:
             for name, value in end_to_end(upstream.headers):
                 response.headers.add(name, value)
             await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+            except ConnectionResetError:  # the client hung up first (aiohttp's own error derives from it)
+                pass
             return response
 
     async def serve() -> None:
@@ -64,7 +68,8 @@ def bearer_forwarder(target: str, token: str) -> Iterator[str]:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
         async with aiohttp.ClientSession(auto_decompress=False, timeout=timeout, skip_auto_headers=UNSENT) as session:
             app = web.Application()
-            app.router.add_route("*", "/{tail:.*}", lambda request: forward(request, session))
+            app[SESSION] = session
+            app.router.add_route("*", "/{tail:.*}", forward)
             runner = web.AppRunner(app, handler_cancellation=True, access_log=None)  # a hang-up cancels the hop
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()
