@@ -51,7 +51,7 @@ def scored_scenarios(requirements: str) -> set[str]:
     return {line.strip()[2:] for line in server_part.splitlines() if line.strip().startswith("- ")}
 
 
-def run(url: str, requirements: str, output: Path, timeout: float = 600) -> dict[tuple[str, str], Check]:
+def run(url: str, requirements: str, output: Path, timeout: float = 240) -> dict[tuple[str, str], Check]:
     """Run every server scenario of `requirements` (scored and not) against `url`; the checks by (scenario, id).
 
     The suite exits non-zero when a check fails: that is a result, not an error. Its output goes
