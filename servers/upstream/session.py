@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 import anyio
+import anyio.abc
 import mcp_types as types
-from anyio.abc import TaskStatus
 from mcp import Client, MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -41,6 +41,8 @@ BACKOFF_MAX = 30.0
 # A connection that lived this long was healthy: the next crash starts the backoff over.
 HEALTHY_AFTER = 30.0
 POLL_INTERVAL = 0.25
+# How long a new connection waits for `subscriptions/listen` to be acknowledged before serving calls.
+LISTEN_ACK_WAIT = 2.0
 
 T = TypeVar("T")
 
@@ -104,6 +106,7 @@ class UpstreamSession(Upstream):
         self._reconnect_reason = ""
         self._reconnect_now = False
         self._http = HttpLink()
+        self._listen_unacknowledged_logged = False
 
     # --- supervisor ------------------------------------------------------------------
 
@@ -121,10 +124,9 @@ class UpstreamSession(Upstream):
                     # client: a scope closed while the SDK's task groups still run is an anyio error.
                     with anyio.CancelScope(deadline=anyio.current_time() + self.config.connect_timeout) as scope:
                         async with self._new_client() as client, anyio.create_task_group() as listeners:
+                            scope.deadline = math.inf  # connected: optional start-up steps never gate it
                             if era_of(client.protocol_version) == "stateless" and self._announces_changes(client):
-                                # Subscribed before the first call: a change made by that call is not missed.
-                                await listeners.start(self._listen_for_changes, client)
-                            scope.deadline = math.inf
+                                await self._start_listening(listeners, client)
                             self._on_connected(client)
                             await self._serve_until_done()
                             listeners.cancel_scope.cancel()
@@ -214,20 +216,36 @@ class UpstreamSession(Upstream):
         tools = client.server_capabilities.tools
         return bool(tools and tools.list_changed)
 
-    async def _listen_for_changes(self, client: Client, *, task_status: TaskStatus[None]) -> None:
+    async def _start_listening(self, listeners: anyio.abc.TaskGroup, client: Client) -> None:
+        """Subscribe to list changes, waiting a little for the acknowledgement, never for long.
+
+        Waiting lets a change made by the first call reach us; not waiting longer keeps a server
+        that announces `tools.listChanged` but never acknowledges `subscriptions/listen` usable
+        (seen in the wild): its calls work, its list is refreshed by the scheduled discovery.
+        """
+        acknowledged = anyio.Event()
+        listeners.start_soon(self._listen_for_changes, client, acknowledged)
+        with anyio.move_on_after(min(LISTEN_ACK_WAIT, self.config.connect_timeout)):
+            await acknowledged.wait()
+        if not acknowledged.is_set() and not self._listen_unacknowledged_logged:
+            self._listen_unacknowledged_logged = True  # once per upstream, not once per reconnect
+            logger.warning(
+                "upstream %s: subscriptions/listen not acknowledged within %g s; calls go on, "
+                "tool list changes are picked up by the scheduled discovery",
+                self.config.slug,
+                LISTEN_ACK_WAIT,
+            )
+
+    async def _listen_for_changes(self, client: Client, acknowledged: anyio.Event) -> None:
         """2026-07-28 servers announce list changes only on a `subscriptions/listen` stream."""
-        started = False
         try:
             async with client.listen(tools_list_changed=True) as subscription:
-                task_status.started()
-                started = True
+                acknowledged.set()
                 async for _event in subscription:
                     self.hooks.on_tools_changed(self.config.id)
         except Exception as exc:
             # Not fatal: calls still work; the list is refreshed by the next discovery.
             logger.info("upstream %s: change subscription ended: %s", self.config.slug, describe(exc))
-        if not started:
-            task_status.started()
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, types.ToolListChangedNotification):

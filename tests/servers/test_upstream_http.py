@@ -100,3 +100,18 @@ async def test_server_everything_over_http(mode: str) -> None:
     assert "echo" in {tool.name for tool in tools}
     assert "42" in result.content[0].text
     assert eras == ["handshake"]
+
+
+async def test_a_server_that_never_acknowledges_listen_is_usable_for_calls() -> None:
+    # A 2026-07-28 server that announces tools.listChanged but never acknowledges
+    # subscriptions/listen: the connection must not wait for that optional step.
+    with http_fixture_server("--no-listen-ack") as url:
+        async with upstream_manager() as manager:
+            upstream = manager.pool(http_config(url, connect_timeout=5.0))
+            first = await upstream.call_tool("echo", {"text": "one"})
+            second = await upstream.call_tool_json("echo", {"text": "two"})
+            era = upstream.protocol_version
+
+    assert first.content[0].text == "one"
+    assert second["content"][0]["text"] == "two"
+    assert era == "2026-07-28"
