@@ -25,7 +25,7 @@ from servers.models import McpServer, Transport
 from tests.conformance import suite
 from tests.conformance.forwarder import bearer_forwarder
 from tests.conformance.suite import Check
-from tests.conftest import BASE_DIR, _port_open, free_port, hub_env, run_web, wait_for
+from tests.conftest import BASE_DIR, free_port, http_get, hub_env, run_web, wait_for
 
 Checks = dict[tuple[str, str], Check]
 CONFORMANCE_SERVER = BASE_DIR / "tests" / "fixtures" / "conformance_server.py"
@@ -42,7 +42,7 @@ def conformance_server(log: Path) -> Iterator[str]:
             [sys.executable, str(CONFORMANCE_SERVER), str(port)], stdout=output, stderr=subprocess.STDOUT
         )
         try:
-            wait_for(lambda: _port_open(port), timeout=60, what=f"the conformance fixture on {port}")
+            wait_for(lambda: http_get(f"http://127.0.0.1:{port}/mcp", timeout=5).status, timeout=60, what="the fixture")
             yield f"http://127.0.0.1:{port}/mcp"
         finally:
             process.terminate()
