@@ -11,10 +11,6 @@ scores are asserted: the others (the tasks extension, pending scenarios) are rep
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,30 +19,14 @@ from servers import services
 from servers.discovery import discover
 from servers.models import McpServer, Transport
 from tests.conformance import suite
+from tests.conformance.conftest import conformance_server
 from tests.conformance.forwarder import bearer_forwarder
 from tests.conformance.suite import Check
-from tests.conftest import BASE_DIR, free_port, http_get, hub_env, run_web, wait_for
+from tests.conftest import hub_env, run_web
 
 Checks = dict[tuple[str, str], Check]
-CONFORMANCE_SERVER = BASE_DIR / "tests" / "fixtures" / "conformance_server.py"
 
 pytestmark = [pytest.mark.conformance, pytest.mark.slow]
-
-
-@contextmanager
-def conformance_server(log: Path) -> Iterator[str]:
-    """tests/fixtures/conformance_server.py on a free port; yields its endpoint URL."""
-    port = free_port()
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, str(CONFORMANCE_SERVER), str(port)], stdout=output, stderr=subprocess.STDOUT
-        )
-        try:
-            wait_for(lambda: http_get(f"http://127.0.0.1:{port}/mcp", timeout=5).status, timeout=60, what="the fixture")
-            yield f"http://127.0.0.1:{port}/mcp"
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 def gap_report(requirements: str, direct: Checks, through_hub: Checks) -> tuple[list[str], list[Check]]:
