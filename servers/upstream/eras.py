@@ -84,14 +84,15 @@ class EraVariants:
                 await anyio.sleep(SETTLE_POLL)
         if not variant.refused:
             return True
-        self._refused[config.id] = config.config_version
         variant.stop()
-        if self.pools.get(config.id) is variant:
+        if self.pools.get(config.id) is variant:  # the first of the requests that waited for it
             del self.pools[config.id]
-        logger.info(
-            "upstream %s refuses the handshake era: its handshake-era clients are served on its 2026-07-28 connection",
-            config.slug,
-        )
+            self._refused[config.id] = config.config_version
+            logger.info(
+                "upstream %s refuses the handshake era: its handshake-era clients are served on its "
+                "2026-07-28 connection",
+                config.slug,
+            )
         return False
 
     def stop_all(self) -> None:
