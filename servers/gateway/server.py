@@ -186,6 +186,7 @@ class Gateway:
             hooks = replace(
                 django_hooks(tasks.start_soon, self._on_upstream_tools_changed),
                 on_resource_updated=self._on_upstream_resource_updated,
+                on_variant_tools_changed=self._on_upstream_tools_changed,
             )
             async with upstream_manager(hooks, servers_conf().pool) as upstreams, self.session_manager.run():
                 self.upstreams = upstreams
@@ -252,10 +253,12 @@ class Gateway:
         if old.version >= 0 and old.tool_signature() != self.snapshot.tool_signature():
             await self._announce_tools_changed()
 
-    def _on_upstream_tools_changed(self, server_id: int) -> None:
-        # Called from the upstream's message handler: re-list in the background, through the live session.
+    def _on_upstream_tools_changed(self, server_id: int, variant: str = "") -> None:
+        # Called from the upstream's message handler: re-list in the background, through the live session
+        # that heard the change (a handshake variant's stdio process has a list of its own).
         upstreams = self.upstreams
-        pool = upstreams.running_pool(server_id) if upstreams is not None else None
+        pools = upstreams.running_pools(server_id) if upstreams is not None else []
+        pool = next((pool for pool in pools if pool.config.variant == variant), None)
         if upstreams is None or pool is None:
             return
         if server_id in self._rediscovering:

@@ -64,6 +64,8 @@ class SessionHooks:
     on_restart: Callable[[int, str], None] = _noop  # server id, reason
     on_scale: Callable[[int, int, int, str], None] = _noop  # server id, from, to instances, reason (pools)
     on_resource_updated: Callable[[int, str], None] = _noop  # server id, uri (resources/subscribe)
+    # server id, variant: a list change heard on a variant's connection (for stdio, a process of its own)
+    on_variant_tools_changed: Callable[[int, str], None] = _noop
 
 
 @dataclass
@@ -261,7 +263,10 @@ class UpstreamSession(Upstream):
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, types.ToolListChangedNotification):
-            self.hooks.on_tools_changed(self.config.id)
+            if self.config.variant:
+                self.hooks.on_variant_tools_changed(self.config.id, self.config.variant)
+            else:
+                self.hooks.on_tools_changed(self.config.id)
         elif isinstance(message, types.ResourceUpdatedNotification):
             self.hooks.on_resource_updated(self.config.id, str(message.params.uri))
         elif isinstance(message, types.ElicitCompleteNotification):
