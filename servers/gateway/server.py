@@ -37,7 +37,7 @@ from servers import outages
 from servers.blocking import run_blocking
 from servers.conf import servers_conf
 from servers.discovery import rediscover_live, registry_version
-from servers.gateway import instances, metrics
+from servers.gateway import instances, metrics, rounds
 from servers.gateway.breaker import CircuitBreaker, request_health_check
 from servers.gateway.log_levels import LogLevels
 from servers.gateway.names import public_uri, split_uri
@@ -352,8 +352,10 @@ class Gateway:
         if scope.slug is None:
             return self.snapshot.tool_index.get(name)
         entry = self.snapshot.servers.get(scope.slug)
-        if entry is None or name not in entry.tool_names.values():
+        if entry is None:
             return None
+        # A name the snapshot does not list still goes to the server: this endpoint answers as the server
+        # would (a tool it serves unlisted, or added since the last discovery; else its own error).
         return entry, name
 
     def _tool_for_call(self, scope: RequestScope, call: CallRecorder, name: str) -> tuple[ServerEntry, str]:
@@ -370,9 +372,16 @@ class Gateway:
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
         return entry, tool
 
-    async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> Any:
         scope = RequestScope.of(ctx)
         call = CallRecorder.of(ctx, scope, params.name)
+        modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        if modern and rounds.takes_rounds(ctx.params) and not (ctx.meta and "progress_token" in ctx.meta):
+            # Passed through as JSON (rounds and all): servers.gateway.rounds.
+            result = await self._call_tool_dict(scope, call, dict(ctx.params or {}))
+            size = len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode())
+            call.finish("tool_error" if result.get("isError") else "ok", response_bytes=size)
+            return result
         entry, tool = self._tool_for_call(scope, call, params.name)
         progress = ctx.session.report_progress if ctx.meta and "progress_token" in ctx.meta else None
 
@@ -383,39 +392,60 @@ class Gateway:
             )
 
         with requesting(self._requester(ctx, scope, entry)):
-            result = await self._forward(call, entry, operation)
-        if isinstance(result, types.CallToolResult):
-            if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            typed = await self._forward(call, entry, operation)
+        if isinstance(typed, types.CallToolResult):
+            if modern:
                 # Stamped now rather than by the SDK afterwards, so that the record measures what is sent.
-                result.meta = self._stamped_meta(result.meta)
-            call.finish("tool_error" if result.is_error else "ok", result=result)
-            return result
-        return result.as_tool_error()
+                typed.meta = self._stamped_meta(typed.meta)
+            call.finish("tool_error" if typed.is_error else "ok", result=typed)
+            return typed
+        return typed.as_tool_error()
 
-    async def call_tool_json(
-        self, scope: RequestScope, call: CallRecorder, name: str, arguments: dict[str, Any] | None
-    ) -> bytes:
+    async def call_tool_json(self, scope: RequestScope, call: CallRecorder, params: dict[str, Any]) -> bytes:
         """A stateless-era tools/call without the SDK's dispatch (servers.gateway.stateless): the result as JSON.
 
         Same resolution, breaker, gate and call record as `call_tool`; raises MCPError for a JSON-RPC error.
         """
-        entry, tool = self._tool_for_call(scope, call, name)
+        result = await self._call_tool_dict(scope, call, params)
+        # UTF-8 as the SDK writes it (not \u escapes): the same bytes, and so the same response_bytes.
+        body = json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode()
+        call.finish("tool_error" if result.get("isError") else "ok", response_bytes=len(body))
+        return body
+
+    async def _call_tool_dict(self, scope: RequestScope, call: CallRecorder, params: dict[str, Any]) -> dict[str, Any]:
+        """A 2026-era client's tools/call (`params` as it sent them) passed through (servers.gateway.rounds)."""
+        entry, tool = self._tool_for_call(scope, call, params["name"])
+        arguments = params.get("arguments")
         header_map = entry.param_header_maps.get(tool)
         param_headers = mcp_param_headers(header_map, arguments or {}) if header_map else None
+        request: dict[str, Any] = {"name": tool}
+        if arguments is not None:
+            request["arguments"] = arguments
+        request = self._rounds_request(scope, call, "tools/call", params, request)
 
         async def operation() -> dict[str, Any]:
-            return await self._upstream(entry).call_tool_json(
-                tool, arguments, param_headers, affinity=call.affinity_key
+            return await self._upstream(entry).request_json(
+                "tools/call", request, param_headers, affinity=call.affinity_key
             )
 
         result = await self._forward(call, entry, operation)
         if isinstance(result, ForwardFailure):
             result = result.as_tool_error().model_dump(mode="json", by_alias=True, exclude_none=True)
+        elif result.get("resultType") == rounds.INPUT_REQUIRED:
+            result = rounds.client_result(scope, "tools/call", params, result)
         result["_meta"] = self._stamped_meta(result.get("_meta"))
-        # UTF-8 as the SDK writes it (not \u escapes): the same bytes, and so the same response_bytes.
-        body = json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode()
-        call.finish("tool_error" if result.get("isError") else "ok", response_bytes=len(body))
-        return body
+        return result
+
+    @staticmethod
+    def _rounds_request(
+        scope: RequestScope, call: CallRecorder, method: str, params: dict[str, Any], request: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`rounds.upstream_params`, a refused `requestState` recorded."""
+        try:
+            return rounds.upstream_params(scope, method, params, request)
+        except MCPError as exc:
+            call.finish("protocol_error", error="invalid requestState", code=exc.code)
+            raise
 
     def _stamped_meta(self, meta: Any) -> Any:
         """A 2026-era result's `_meta` with the hub's serverInfo stamp, by the SDK's rule: a stamp the
@@ -439,7 +469,7 @@ class Gateway:
                 resources.append(types.Resource.model_validate(resource))
         return types.ListResourcesResult(resources=resources)
 
-    async def read_resource(self, ctx: Ctx, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+    async def read_resource(self, ctx: Ctx, params: types.ReadResourceRequestParams) -> Any:
         scope = RequestScope.of(ctx)
         uri = str(params.uri)
         if scope.slug is not None:
@@ -452,20 +482,28 @@ class Gateway:
             call.finish("denied" if entry else "protocol_error", error="unknown resource", code=types.INVALID_PARAMS)
             raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {uri}")
         call.server(entry, f"resource:{original}")
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and rounds.takes_rounds(ctx.params):
+            raw = dict(ctx.params or {})
+            result = await self._pass_through(scope, call, entry, "resources/read", raw, {"uri": original})
+            if scope.slug is None and result.get("resultType") != rounds.INPUT_REQUIRED:
+                for content in result.get("contents") or ():
+                    if isinstance(content, dict) and content.get("uri") == original:
+                        content["uri"] = uri
+            return result
 
         async def operation() -> types.ReadResourceResult:
             upstream = await self._upstream_for(ctx, entry)
             return await upstream.read_resource(original, affinity=call.affinity_key)
 
         with requesting(self._requester(ctx, scope, entry)):
-            result = await self._forward(call, entry, operation)
-        if isinstance(result, ForwardFailure):
-            raise MCPError(types.INTERNAL_ERROR, result.message)
-        call.finish("ok", result=result)
+            typed = await self._forward(call, entry, operation)
+        if isinstance(typed, ForwardFailure):
+            raise MCPError(types.INTERNAL_ERROR, typed.message)
+        call.finish("ok", result=typed)
         if scope.slug is None:
-            for content in result.contents:
+            for content in typed.contents:
                 content.uri = uri if str(content.uri) == original else content.uri
-        return result
+        return typed
 
     async def list_prompts(self, ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
         scope = RequestScope.of(ctx)
@@ -477,7 +515,7 @@ class Gateway:
                 prompts.append(types.Prompt.model_validate({**fields, "name": name}))
         return types.ListPromptsResult(prompts=prompts)
 
-    async def get_prompt(self, ctx: Ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+    async def get_prompt(self, ctx: Ctx, params: types.GetPromptRequestParams) -> Any:
         scope = RequestScope.of(ctx)
         call = CallRecorder.of(ctx, scope, f"prompt:{params.name}")
         found = self._find_prompt(scope, params.name)
@@ -486,16 +524,44 @@ class Gateway:
             raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {params.name}")
         entry, original = found
         call.server(entry, f"prompt:{original}")
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and rounds.takes_rounds(ctx.params):
+            request: dict[str, Any] = {"name": original}
+            if params.arguments is not None:
+                request["arguments"] = params.arguments
+            return await self._pass_through(scope, call, entry, "prompts/get", dict(ctx.params or {}), request)
 
         async def operation() -> types.GetPromptResult:
             upstream = await self._upstream_for(ctx, entry)
             return await upstream.get_prompt(original, params.arguments, affinity=call.affinity_key)
 
         with requesting(self._requester(ctx, scope, entry)):
-            result = await self._forward(call, entry, operation)
+            typed = await self._forward(call, entry, operation)
+        if isinstance(typed, ForwardFailure):
+            raise MCPError(types.INTERNAL_ERROR, typed.message)
+        call.finish("ok", result=typed)
+        return typed
+
+    async def _pass_through(
+        self,
+        scope: RequestScope,
+        call: CallRecorder,
+        entry: ServerEntry,
+        method: str,
+        params: dict[str, Any],
+        request: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A 2026-era client's prompts/get or resources/read passed through as JSON, rounds and caching hints
+        included (servers.gateway.rounds); an upstream failure is -32603 naming the server."""
+        request = self._rounds_request(scope, call, method, params, request)
+
+        async def operation() -> dict[str, Any]:
+            return await self._upstream(entry).request_json(method, request, affinity=call.affinity_key)
+
+        result = await self._forward(call, entry, operation)
         if isinstance(result, ForwardFailure):
             raise MCPError(types.INTERNAL_ERROR, result.message)
-        call.finish("ok", result=result)
+        result = rounds.client_result(scope, method, params, result)
+        call.finish("ok", response_bytes=len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode()))
         return result
 
     def _find_prompt(self, scope: RequestScope, name: str) -> tuple[ServerEntry, str] | None:

@@ -10,8 +10,10 @@ DNS-rebinding protection, Accept, routing headers, `_meta` envelope,
 
 Everything else goes to the SDK's session manager with the body replayed:
 other methods, handshake-era sessions, calls that ask for progress (those need
-the SDK's notification stream), and any request that fails a check (the SDK
-writes the error for it).
+the SDK's notification stream), retries of a multi-round call (their
+`inputResponses` are validated by the SDK), and any request that fails a check
+(the SDK writes the error for it). A first round answered `input_required` is
+passed on from here, its state sealed (servers.gateway.rounds).
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ async def _call(
 ) -> tuple[int, bytes]:
     """The HTTP status and JSON-RPC response of one call."""
     try:
-        result = await gateway.call_tool_json(request_scope, call, params["name"], params.get("arguments"))
+        result = await gateway.call_tool_json(request_scope, call, params)
         return 200, b'{"jsonrpc":"2.0","id":%s,"result":%s}' % (id_json, result)
     except MCPError as exc:
         return _error(id_json, exc.error)

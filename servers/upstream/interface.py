@@ -40,15 +40,22 @@ class Upstream(Protocol):
         affinity: str | None = None,
     ) -> types.CallToolResult: ...
 
-    async def call_tool_json(
+    async def request_json(
         self,
-        name: str,
-        arguments: dict[str, Any] | None,
+        method: str,
+        params: dict[str, Any],
         param_headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         *,
         affinity: str | None = None,
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        """tools/call, prompts/get or resources/read, its result as JSON, unvalidated (a proxy passes it on).
+
+        `params` are the request's params as the server should get them (name and arguments,
+        or uri; `inputResponses` and `requestState` on a retried multi-round request); their
+        `_meta` holds only the client capabilities to declare (none when absent).
+        """
+        ...
 
     async def read_resource(self, uri: str, *, affinity: str | None = None) -> types.ReadResourceResult: ...
 

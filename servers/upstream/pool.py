@@ -414,16 +414,16 @@ class UpstreamPool(Upstream):
     ) -> types.CallToolResult:
         return await self._dispatch(lambda s: s.call_tool(name, arguments, progress_callback, timeout), affinity)
 
-    async def call_tool_json(
+    async def request_json(
         self,
-        name: str,
-        arguments: dict[str, Any] | None,
+        method: str,
+        params: dict[str, Any],
         param_headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         *,
         affinity: str | None = None,
     ) -> dict[str, Any]:
-        return await self._dispatch(lambda s: s.call_tool_json(name, arguments, param_headers, timeout), affinity)
+        return await self._dispatch(lambda s: s.request_json(method, params, param_headers, timeout), affinity)
 
     async def list_tools(self) -> list[types.Tool]:
         return await self._dispatch(lambda s: s.list_tools())

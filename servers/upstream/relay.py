@@ -1,12 +1,17 @@
-"""A 2026-07-28 tools/call as one raw POST on a keep-alive aiohttp session.
+"""A 2026-07-28 request (tools/call, prompts/get, resources/read) as one raw POST on a keep-alive aiohttp session.
 
-In that era a call is one self-contained POST with one JSON-RPC answer, so the
+In that era a request is one self-contained POST with one JSON-RPC answer, so the
 hub can write the request and read the answer itself. That skips the SDK
 client's per-call machinery (request models, memory streams, a task per
 request) and httpx, which costs about 1.2 ms of CPU per request here against
 0.5 ms for aiohttp (benchmarks/gateway.py measures the whole path). The result
 is handed on as parsed JSON, unvalidated: the hub is a proxy, and the client
-validates it against the schema the upstream advertised.
+validates it against the schema the upstream advertised. That includes an
+`input_required` result (SEP-2322) and the caching hints of a resource read.
+
+The `_meta` envelope (`envelope`) is the hub's version and identity with the
+client capabilities of the downstream client the request is made for, so an
+upstream asks for input only a client that declared it can give.
 """
 
 from __future__ import annotations
@@ -19,13 +24,21 @@ from typing import Any
 
 import aiohttp
 from mcp import MCPError
-from mcp.shared.inbound import MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER, encode_header_value
+from mcp.shared.inbound import (
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
+    MCP_PROTOCOL_VERSION_HEADER,
+    NAME_BEARING_METHODS,
+    encode_header_value,
+)
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
 
 from servers.upstream.config import UpstreamConfig
 
-# The relay asks nothing of the client side: a stateless-era server has no back channel to use it.
 CLIENT_INFO = {"name": "mcphub", "version": "1.0"}
+# What the hub declares for a request of its own (discovery, a handshake-era client's call): nothing, as a
+# stateless-era server could only ask for input with an `input_required` result no one would answer.
+NO_CAPABILITIES: Mapping[str, Any] = {}
 USER_AGENT = "mcphub-relay/1.0"
 _request_ids = itertools.count(1)
 
@@ -53,40 +66,52 @@ def make_relay_client(config: UpstreamConfig) -> aiohttp.ClientSession:
     )
 
 
-def request_body(request_id: int, version: str, name: str, arguments: Mapping[str, Any] | None) -> bytes:
-    meta = {PROTOCOL_VERSION_META_KEY: version, CLIENT_INFO_META_KEY: CLIENT_INFO, CLIENT_CAPABILITIES_META_KEY: {}}
-    params: dict[str, Any] = {"name": name, "_meta": meta}
-    if arguments is not None:
-        params["arguments"] = arguments
-    message = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+def envelope(version: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` with the 2026-07-28 `_meta` envelope: our version and identity, and the client
+    capabilities `params` brought in its own `_meta` (those of the downstream client; none by default)."""
+    meta = params.get("_meta")
+    capabilities = meta.get(CLIENT_CAPABILITIES_META_KEY, NO_CAPABILITIES) if meta else NO_CAPABILITIES
+    stamped = {
+        PROTOCOL_VERSION_META_KEY: version,
+        CLIENT_INFO_META_KEY: CLIENT_INFO,
+        CLIENT_CAPABILITIES_META_KEY: capabilities,
+    }
+    return {**params, "_meta": {**meta, **stamped} if meta else stamped}
+
+
+def request_body(request_id: int, version: str, method: str, params: Mapping[str, Any]) -> bytes:
+    message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": envelope(version, params)}
     return json.dumps(message, separators=(",", ":")).encode()
 
 
-async def post_tool_call(
+async def post_request(
     client: aiohttp.ClientSession,
     url: str,
     version: str,
-    name: str,
-    arguments: Mapping[str, Any] | None,
+    method: str,
+    params: Mapping[str, Any],
     param_headers: Mapping[str, str],
     timeout: float,
 ) -> dict[str, Any]:
-    """The call's result object; MCPError for a JSON-RPC error, RelayError for any other answer.
+    """The result object of one request (tools/call, prompts/get, resources/read), as the upstream sent it.
 
-    aiohttp's errors (connect, read, TimeoutError after `timeout` seconds) propagate: the
-    session maps them to upstream errors. aiohttp's own timer is cheaper than a cancel scope;
-    the client's default is the server's call timeout, so most calls need no timeout object.
+    MCPError for a JSON-RPC error, RelayError for any other answer. aiohttp's errors (connect,
+    read, TimeoutError after `timeout` seconds) propagate: the session maps them to upstream
+    errors. aiohttp's own timer is cheaper than a cancel scope; the client's default is the
+    server's call timeout, so most calls need no timeout object.
     """
     request_id = next(_request_ids)
     headers = {
         "accept": "application/json, text/event-stream",
         "content-type": "application/json",
         MCP_PROTOCOL_VERSION_HEADER: version,
-        MCP_METHOD_HEADER: "tools/call",
-        MCP_NAME_HEADER: encode_header_value(name),
+        MCP_METHOD_HEADER: method,
         **param_headers,
     }
-    body = request_body(request_id, version, name, arguments)
+    name = params.get(NAME_BEARING_METHODS.get(method, ""))
+    if isinstance(name, str):
+        headers[MCP_NAME_HEADER] = encode_header_value(name)
+    body = request_body(request_id, version, method, params)
     limit = client.timeout
     if timeout != limit.total:
         limit = aiohttp.ClientTimeout(total=timeout, sock_connect=limit.sock_connect)
@@ -102,6 +127,22 @@ async def post_tool_call(
     if not isinstance(result, dict):
         raise RelayError("answered a JSON-RPC response without a result object")
     return result
+
+
+async def post_tool_call(
+    client: aiohttp.ClientSession,
+    url: str,
+    version: str,
+    name: str,
+    arguments: Mapping[str, Any] | None,
+    param_headers: Mapping[str, str],
+    timeout: float,
+) -> dict[str, Any]:
+    """A tools/call through `post_request`, declaring no client capabilities."""
+    params: dict[str, Any] = {"name": name}
+    if arguments is not None:
+        params["arguments"] = arguments
+    return await post_request(client, url, version, "tools/call", params, param_headers, timeout)
 
 
 def _answer(content_type: str, content: bytes, request_id: int) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ from servers.upstream.config import UpstreamConfig
 from servers.upstream.errors import UpstreamCrashed, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servers.upstream.http import HttpLink, http_transport
 from servers.upstream.interface import ProgressCallback, Upstream
+from servers.upstream.raw import handshake_request, send_raw
 from servers.upstream.requester import ClientRelay
 from servers.upstream.stdio import ProcessInfo, stdio_transport
 
@@ -372,26 +373,32 @@ class UpstreamSession(Upstream):
             limit,
         )
 
-    async def call_tool_json(
+    async def request_json(
         self,
-        name: str,
-        arguments: dict[str, Any] | None,
+        method: str,
+        params: dict[str, Any],
         param_headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         *,
         affinity: str | None = None,
     ) -> dict[str, Any]:
-        """The call's result as JSON: relayed raw to a stateless-era HTTP server, else through the SDK client."""
+        """A tools/call, prompts/get or resources/read with its result as JSON (see `Upstream.request_json`).
+
+        To a stateless-era server: relayed raw over HTTP (servers.upstream.relay), or sent raw on the SDK
+        session's stream (stdio), so an `input_required` result comes back as sent. To a handshake-era
+        one: through the SDK client (multi-round fields dropped: that era has no such rounds).
+        """
         limit = timeout or self.config.call_timeout
 
         async def operation(client: Client) -> dict[str, Any]:
+            if era_of(client.protocol_version) != "stateless":
+                return await handshake_request(client, method, params, limit)
             http = self._http.relay  # set only while a Streamable HTTP transport runs
-            if http is None or era_of(client.protocol_version) != "stateless":
-                result = await client.call_tool(name, arguments, read_timeout_seconds=limit)
-                return result.model_dump(mode="json", by_alias=True, exclude_none=True)
+            if http is None:
+                return await send_raw(client, method, params, limit)
             try:
-                return await relay.post_tool_call(
-                    http, self.config.url, client.protocol_version, name, arguments, param_headers or {}, limit
+                return await relay.post_request(
+                    http, self.config.url, client.protocol_version, method, params, param_headers or {}, limit
                 )
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 # Nothing was sent: another instance may take the call.
