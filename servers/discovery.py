@@ -58,7 +58,8 @@ async def _fetch(session: Upstream) -> Discovered:
     tools = await session.list_tools()
     resources = await session.list_resources()
     prompts = await session.list_prompts()
-    version = session.protocol_version
+    # A handshake variant (servers.upstream.eras) lists what the server offers, but its era is not the server's.
+    version = session.config.protocol_version if session.config.variant else session.protocol_version
     return Discovered(tools, resources, prompts, era_of(version), version)
 
 

@@ -70,8 +70,10 @@ class BalancingPolicy(models.TextChoices):
 CONNECTION_FIELDS = tuple(
     field.name
     for field in dataclasses.fields(UpstreamConfig)
-    if field.name not in {"id", "slug", "era", "protocol_version", "config_version"}
+    if field.name not in {"id", "slug", "era", "protocol_version", "config_version", "variant"}
 )
+# UpstreamConfig's fields the hub derives at run time (servers.upstream.eras), not stored.
+DERIVED_FIELDS = frozenset({"variant"})
 
 # Upper bound of a server's instances (stdio processes, or URLs) per web process.
 MAX_INSTANCES = 16
@@ -258,7 +260,11 @@ class McpServer(models.Model):
 
     def upstream_config(self) -> UpstreamConfig:
         """Everything the upstream layer needs to connect, in plain data (secrets decrypted)."""
-        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(UpstreamConfig)}
+        values = {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(UpstreamConfig)
+            if field.name not in DERIVED_FIELDS
+        }
         return UpstreamConfig.from_mapping(
             values
             | {

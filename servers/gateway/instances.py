@@ -48,8 +48,12 @@ def process_label() -> str:
 
 
 def local_rows(pools: Iterable[Pool]) -> Rows:
-    """These pools' instances per server id (taken in the pools' event loop)."""
-    return {pool.config.id: [asdict(instance) for instance in pool.instances()] for pool in pools}
+    """These pools' instances per server id (taken in the pools' event loop); a server's handshake variant
+    (servers.upstream.eras) adds its instances to the server's, labelled apart."""
+    rows: Rows = defaultdict(list)
+    for pool in pools:
+        rows[pool.config.id].extend(asdict(instance) for instance in pool.instances())
+    return dict(rows)
 
 
 def publish(rows: Rows) -> None:

@@ -12,6 +12,7 @@ samples (psutil's ``cpu_percent(None)``): the first sample of a new process read
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -149,9 +150,10 @@ def _instance_metrics(pools: Iterable[UpstreamPool]) -> Iterable[Metric]:
     )
     calls = CounterMetricFamily("mcphub_upstream_instance_calls", "Calls answered by the instance.", labels=labels)
     errors = CounterMetricFamily("mcphub_upstream_instance_errors", "Calls failed on the instance.", labels=labels)
+    counts: dict[str, int] = defaultdict(int)  # a server's handshake variant is a pool of its own: one figure
     for pool in pools:
         members = pool.instances()
-        count.add_metric([pool.config.slug], len(members))
+        counts[pool.config.slug] += len(members)
         for member in members:
             values = [pool.config.slug, member.label]
             healthy.add_metric(values, 1.0 if member.healthy else 0.0)
@@ -159,4 +161,6 @@ def _instance_metrics(pools: Iterable[UpstreamPool]) -> Iterable[Metric]:
             latency.add_metric(values, member.latency_ms / 1000)
             calls.add_metric(values, member.calls)
             errors.add_metric(values, member.errors)
+    for slug, number in counts.items():
+        count.add_metric([slug], number)
     return [count, healthy, in_flight, latency, calls, errors]

@@ -50,6 +50,7 @@ from servers.tokens import TokenInfo
 from servers.upstream.errors import UpstreamError, UpstreamOverloaded, UpstreamTimeout
 from servers.upstream.interface import Upstream
 from servers.upstream.manager import UpstreamManager, upstream_manager
+from servers.upstream.pool import UpstreamPool
 from servers.upstream.requester import Requester, requesting, set_directory
 
 logger = logging.getLogger(__name__)
@@ -186,6 +187,7 @@ class Gateway:
             hooks = replace(
                 django_hooks(tasks.start_soon, self._on_upstream_tools_changed),
                 on_resource_updated=self._on_upstream_resource_updated,
+                on_variant_tools_changed=self._on_upstream_tools_changed,
             )
             async with upstream_manager(hooks, servers_conf().pool) as upstreams, self.session_manager.run():
                 self.upstreams = upstreams
@@ -252,10 +254,12 @@ class Gateway:
         if old.version >= 0 and old.tool_signature() != self.snapshot.tool_signature():
             await self._announce_tools_changed()
 
-    def _on_upstream_tools_changed(self, server_id: int) -> None:
-        # Called from the upstream's message handler: re-list in the background, through the live session.
+    def _on_upstream_tools_changed(self, server_id: int, variant: str = "") -> None:
+        # Called from the upstream's message handler: re-list in the background, through the live session
+        # that heard the change (a handshake variant's stdio process has a list of its own).
         upstreams = self.upstreams
-        pool = upstreams.running_pool(server_id) if upstreams is not None else None
+        pools = upstreams.running_pools(server_id) if upstreams is not None else []
+        pool = next((pool for pool in pools if pool.config.variant == variant), None)
         if upstreams is None or pool is None:
             return
         if server_id in self._rediscovering:
@@ -391,7 +395,7 @@ class Gateway:
         progress = ctx.session.report_progress if ctx.meta and "progress_token" in ctx.meta else None
 
         async def operation() -> types.CallToolResult:
-            upstream = self._upstream(entry)
+            upstream = await self._upstream_for(ctx, entry)
             return await upstream.call_tool(
                 tool, params.arguments, progress_callback=progress, affinity=call.affinity_key
             )
@@ -497,7 +501,8 @@ class Gateway:
             return result
 
         async def operation() -> types.ReadResourceResult:
-            return await self._upstream(entry).read_resource(original, affinity=call.affinity_key)
+            upstream = await self._upstream_for(ctx, entry)
+            return await upstream.read_resource(original, affinity=call.affinity_key)
 
         with requesting(self._requester(ctx, scope, entry)):
             typed = await self._forward(call, entry, operation)
@@ -535,7 +540,8 @@ class Gateway:
             return await self._pass_through(scope, call, entry, "prompts/get", dict(ctx.params or {}), request)
 
         async def operation() -> types.GetPromptResult:
-            return await self._upstream(entry).get_prompt(original, params.arguments, affinity=call.affinity_key)
+            upstream = await self._upstream_for(ctx, entry)
+            return await upstream.get_prompt(original, params.arguments, affinity=call.affinity_key)
 
         with requesting(self._requester(ctx, scope, entry)):
             typed = await self._forward(call, entry, operation)
@@ -593,7 +599,8 @@ class Gateway:
         call.server(entry, what)
 
         async def operation() -> Any:
-            return await self._upstream(entry).send(request, result, affinity=call.affinity_key)
+            upstream = await self._upstream_for(ctx, entry)
+            return await upstream.send(request, result, affinity=call.affinity_key)
 
         with requesting(self._requester(ctx, scope, entry)):
             answer = await self._forward(call, entry, operation)
@@ -635,9 +642,8 @@ class Gateway:
                 continue
             try:
                 with anyio.fail_after(entry.config.call_timeout + 5):
-                    page = await self._upstream(entry).send(
-                        types.ListResourceTemplatesRequest(), types.ListResourceTemplatesResult
-                    )
+                    upstream = await self._upstream_for(ctx, entry)
+                    page = await upstream.send(types.ListResourceTemplatesRequest(), types.ListResourceTemplatesResult)
             except (UpstreamError, MCPError, TimeoutError) as exc:
                 logger.info("resources/templates/list on %s failed: %s", entry.slug, exc)
                 continue
@@ -705,9 +711,9 @@ class Gateway:
         """A client's roots changed: tell the live upstreams it can see (they will ask for roots again)."""
         scope = RequestScope.of(ctx)
         for entry in self._visible(scope):
-            pool = self.upstreams.running_pool(entry.id) if self.upstreams is not None else None
-            for session in pool.sessions() if pool is not None else ():
-                await session.roots_changed()
+            for pool in self.upstreams.running_pools(entry.id) if self.upstreams is not None else ():
+                for session in pool.sessions():
+                    await session.roots_changed()
 
     async def set_logging_level(self, ctx: Ctx, params: types.SetLevelRequestParams) -> types.EmptyResult:
         """Remember the client's level; set the visible handshake-era upstreams to the most verbose one asked for."""
@@ -717,20 +723,30 @@ class Gateway:
         for entry in self._visible(scope):
             if self.upstreams is None:
                 break
-            for session in self.upstreams.pool(entry.config).sessions():
-                try:
-                    with anyio.fail_after(entry.config.call_timeout + 5):
+            try:
+                with anyio.fail_after(entry.config.call_timeout + 5):
+                    sessions = (await self._upstream_for(ctx, entry)).sessions()
+                    for session in sessions:
                         await session.set_logging_level(level)
-                except (UpstreamError, MCPError, TimeoutError) as exc:  # best effort: the server keeps its level
-                    logger.info("logging/setLevel on %s failed: %s", entry.slug, exc)
+            except (UpstreamError, MCPError, TimeoutError) as exc:  # best effort: the server keeps its level
+                logger.info("logging/setLevel on %s failed: %s", entry.slug, exc)
         return types.EmptyResult()
 
     # --- forwarding ---------------------------------------------------------------------------
 
     def _upstream(self, entry: ServerEntry) -> Upstream:
+        """The server's main connection (2026-era tools/call fast path: `call_tool_json`)."""
         if self.upstreams is None:
             raise UpstreamError(entry.slug, "the hub is shutting down")
         return self.upstreams.pool(entry.config)
+
+    async def _upstream_for(self, ctx: Ctx, entry: ServerEntry) -> UpstreamPool:
+        """The connection for this request's era: a handshake-era client of a dual-era server gets a
+        handshake-era one (server-to-client requests, subscriptions; servers.upstream.eras)."""
+        if self.upstreams is None:
+            raise UpstreamError(entry.slug, "the hub is shutting down")
+        era = "stateless" if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS else "handshake"
+        return await self.upstreams.pool_for(entry.config, era)
 
     def _gate(self, entry: ServerEntry) -> ServerGate:
         gate = self._gates.get(entry.id)

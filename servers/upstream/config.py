@@ -30,6 +30,8 @@ class UpstreamConfig:
     balancing_policy: str = "least_connections"
     instance_max_concurrent_calls: int = 0  # 0: no per-instance limit
     replica_urls: tuple[str, ...] = ()
+    # "handshake": the extra connection of a dual-era server for handshake-era clients (servers.upstream.eras).
+    variant: str = ""
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> UpstreamConfig:
@@ -52,3 +54,7 @@ class UpstreamConfig:
     def single(self) -> UpstreamConfig:
         """This server as one instance (discovery and probes need one connection, not the whole pool)."""
         return replace(self, min_instances=1, max_instances=1, replica_urls=())
+
+    def in_era(self, era: str) -> UpstreamConfig:
+        """This server's variant pinned to `era`: its own connection, whose era is never recorded as the server's."""
+        return replace(self, era=era, variant=era)

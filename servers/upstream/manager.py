@@ -4,7 +4,8 @@ Owned by a long-lived task: the gateway's runner in a web process, an
 `upstream_manager()` block in a Celery task (discovery, probes), a test. Each
 server is served by an `UpstreamPool` (one instance unless configured otherwise);
 pools start lazily on first use and are replaced when the server's
-`config_version` moves on.
+`config_version` moves on. A dual-era server may also have a handshake variant
+for its handshake-era clients (`pool_for`, `servers.upstream.eras`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from servers.upstream.config import UpstreamConfig
+from servers.upstream.eras import HANDSHAKE, EraVariants
 from servers.upstream.pool import PoolSettings, UpstreamPool
 from servers.upstream.session import SessionHooks
 
@@ -31,6 +33,7 @@ class UpstreamManager:
         self._hooks = hooks or SessionHooks()
         self._pool_settings = pool_settings or PoolSettings()
         self._pools: dict[int, UpstreamPool] = {}
+        self._variants = EraVariants()
 
     def pool(self, config: UpstreamConfig) -> UpstreamPool:
         """The live pool for this server, started or replaced as needed."""
@@ -39,9 +42,23 @@ class UpstreamManager:
             return current
         if current is not None:
             current.retire()  # finishes its in-flight calls, then stops its process
+        pool = self._pools[config.id] = self._start(config)
+        return pool
+
+    async def pool_for(self, config: UpstreamConfig, era: str) -> UpstreamPool:
+        """The pool for a downstream client of `era`: the main one, or the handshake variant of a dual-era server."""
+        primary = self.pool(config)
+        if era != HANDSHAKE or not self._variants.wanted(config, primary):
+            return primary
+        variant = self._variants.current(config)
+        if variant is None:
+            variant = self._variants.pools[config.id] = self._start(config.in_era(HANDSHAKE))
+        return variant if await self._variants.settled(variant) else primary
+
+    def _start(self, config: UpstreamConfig) -> UpstreamPool:
         pool = UpstreamPool(config, self._hooks, self._pool_settings)
-        self._pools[config.id] = pool
-        self._task_group.start_soon(pool.run, name=f"upstream:{config.slug}")
+        name = f"upstream:{config.slug}" + (f"({config.variant})" if config.variant else "")
+        self._task_group.start_soon(pool.run, name=name)
         return pool
 
     def start_soon(self, function: Callable[[*Args], Coroutine[Any, Any, Any]], *args: *Args) -> None:
@@ -49,16 +66,23 @@ class UpstreamManager:
         self._task_group.start_soon(function, *args)
 
     def running_pool(self, server_id: int) -> UpstreamPool | None:
-        """This server's pool if one was started (never starts one)."""
+        """This server's main pool if one was started (never starts one)."""
         return self._pools.get(server_id)
 
+    def running_pools(self, server_id: int) -> list[UpstreamPool]:
+        """This server's started pools: the main one and its handshake variant."""
+        pools = (self._pools.get(server_id), self._variants.pools.get(server_id))
+        return [pool for pool in pools if pool is not None]
+
     def pools(self) -> list[UpstreamPool]:
-        return list(self._pools.values())
+        """Every started pool, variants included (each instance once: instance rows, metrics)."""
+        return [*self._pools.values(), *self._variants.pools.values()]
 
     def stop_all(self) -> None:
         for pool in self._pools.values():
             pool.stop()
         self._pools.clear()
+        self._variants.stop_all()
 
 
 @asynccontextmanager

@@ -167,6 +167,8 @@ class UpstreamPool(Upstream):
         else:
             label = self.config.urls[index]
             config = replace(self.config.single(), url=label)
+        if self.config.variant:
+            label += f" ({self.config.variant})"  # told apart from the main pool's instance in rows and metrics
         instance = PoolInstance(index, label, UpstreamSession(config, self.hooks))
         self._instances.append(instance)
         self._instances.sort(key=lambda member: member.index)
@@ -484,6 +486,11 @@ class UpstreamPool(Upstream):
     @property
     def usable(self) -> bool:
         return not (self._finished or self._stopping or self._retiring)
+
+    @property
+    def refused(self) -> bool:
+        """A variant whose server refused its era (servers.upstream.eras)."""
+        return any(instance.session.refused for instance in self._instances)
 
     def stop(self) -> None:
         """Stop now (hub shutdown); in-flight calls fail."""

@@ -28,7 +28,7 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
-from servers.upstream import relay
+from servers.upstream import eras, relay
 from servers.upstream.config import UpstreamConfig
 from servers.upstream.errors import UpstreamCrashed, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servers.upstream.http import HttpLink, http_transport
@@ -65,6 +65,8 @@ class SessionHooks:
     on_restart: Callable[[int, str], None] = _noop  # server id, reason
     on_scale: Callable[[int, int, int, str], None] = _noop  # server id, from, to instances, reason (pools)
     on_resource_updated: Callable[[int, str], None] = _noop  # server id, uri (resources/subscribe)
+    # server id, variant: a list change heard on a variant's connection (for stdio, a process of its own)
+    on_variant_tools_changed: Callable[[int, str], None] = _noop
 
 
 @dataclass
@@ -114,6 +116,7 @@ class UpstreamSession(Upstream):
         # Server-to-client requests go to the downstream client whose request caused them.
         self.relay = ClientRelay(config.slug, lambda: self.config.call_timeout)
         self._listen_unacknowledged_logged = False
+        self.refused = False  # a variant whose server refused its era: it stops, its pool's owner falls back
 
     # --- supervisor ------------------------------------------------------------------
 
@@ -143,11 +146,13 @@ class UpstreamSession(Upstream):
                 except Exception as exc:
                     self.stats.last_error = describe(exc)
                     logger.warning("upstream %s: %s", self.config.slug, self.stats.last_error)
+                    if self.config.variant and eras.refuses_handshake(exc):
+                        self.refused = True  # not an outage: retrying would be refused again
                 finally:
                     self._client = None
                     self.stats.connected_since = None
                     self._finish_attempt()
-                if self._must_end():
+                if self._must_end() or self.refused:
                     break
                 reason = self._reconnect_reason or self.stats.last_error or "connection ended"
                 self.stats.restarts += 1
@@ -193,7 +198,8 @@ class UpstreamSession(Upstream):
         self.stats.last_error = ""
         version = client.protocol_version
         era = era_of(version)
-        if era != self.config.era or version != self.config.protocol_version:
+        # A variant's era is pinned, not the server's: never recorded.
+        if not self.config.variant and (era != self.config.era or version != self.config.protocol_version):
             self.hooks.on_era(self.config.id, era, version)
         self._finish_attempt()
 
@@ -258,7 +264,10 @@ class UpstreamSession(Upstream):
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, types.ToolListChangedNotification):
-            self.hooks.on_tools_changed(self.config.id)
+            if self.config.variant:
+                self.hooks.on_variant_tools_changed(self.config.id, self.config.variant)
+            else:
+                self.hooks.on_tools_changed(self.config.id)
         elif isinstance(message, types.ResourceUpdatedNotification):
             self.hooks.on_resource_updated(self.config.id, str(message.params.uri))
         elif isinstance(message, types.ElicitCompleteNotification):

@@ -29,10 +29,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.anyio, pytest
 @pytest.fixture
 def hub(transactional_db: None) -> Iterator[Hub]:
     """`legacy` and `quick` (the fixture, handshake era only; quick's calls time out after 2 s), `modern` (the
-    fixture, which speaks 2026-07-28) and `everything` (server-everything over stdio)."""
+    fixture, 2026-07-28 only) and `everything` (server-everything over stdio)."""
     register_fixture("legacy", "--legacy-only")
     register_fixture("quick", "--legacy-only", call_timeout=2)
-    register_fixture("modern")
+    # 2026-only: its handshake-era clients are served on a 2026 connection (a dual-era server gets a handshake one).
+    register_fixture("modern", "--modern-only")
     everything = McpServer.objects.create(name="everything", slug="everything", command=str(EVERYTHING), args=["stdio"])
     discover(everything)
     _token, secret = services.create_token("tests")
