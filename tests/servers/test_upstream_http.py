@@ -109,7 +109,7 @@ async def test_a_server_that_never_acknowledges_listen_is_usable_for_calls() -> 
         async with upstream_manager() as manager:
             upstream = manager.pool(http_config(url, connect_timeout=5.0))
             first = await upstream.call_tool("echo", {"text": "one"})
-            second = await upstream.call_tool_json("echo", {"text": "two"})
+            second = await upstream.request_json("tools/call", {"name": "echo", "arguments": {"text": "two"}})
             era = upstream.protocol_version
 
     assert first.content[0].text == "one"
