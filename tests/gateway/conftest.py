@@ -259,3 +259,41 @@ def answer(response: httpx2.Response) -> dict[str, Any]:
 
 def sse_messages(text: str) -> list[dict[str, Any]]:
     return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+
+
+CAPABILITIES = {"elicitation": {}, "sampling": {}, "roots": {"listChanged": True}}
+
+
+def rpc(
+    hub: Hub,
+    path: str,
+    method: str,
+    params: dict[str, Any],
+    capabilities: dict[str, Any] | None = None,
+    token: str | None = None,
+    url: str | None = None,
+) -> dict[str, Any]:
+    """One raw 2026-07-28 request to `path`; its JSON-RPC answer."""
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": CAPABILITIES if capabilities is None else capabilities,
+    }
+    headers = {
+        "Authorization": f"Bearer {token or hub.token}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": method,
+    }
+    name = params.get("uri" if method == "resources/read" else "name")
+    if name is not None:
+        headers["Mcp-Name"] = name
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": meta}}
+    response = httpx2.post((url or hub.url) + path, content=json.dumps(body), headers=headers, timeout=60)
+    assert response.status_code in (200, 400), response.text
+    return answer(response)
+
+
+def elicited(key: str, field: str, value: str) -> dict[str, Any]:
+    return {key: {"action": "accept", "content": {field: value}}}
