@@ -20,6 +20,9 @@ class ServersConf:
     tool_separator: str  # MCPHUB_TOOL_SEPARATOR: /mcp tool names are <slug><separator><tool>
     max_request_bytes: int  # MCPHUB_MAX_REQUEST_BYTES: largest request body /mcp accepts (then 413)
     max_queued_calls: int  # MCPHUB_MAX_QUEUED_CALLS: calls waiting for a free slot of one server
+    # MCPHUB_MAX_HELD_CALLS: per token, calls to handshake-era servers held while a 2026-07-28 client
+    # answers their questions (servers/gateway/held_calls.py)
+    max_held_calls: int
     # MCPHUB_SSE_KEEPALIVE_SECONDS: a stateless-era call silent this long is answered as an SSE stream with
     # keep-alive pings (as the SDK does), so that a proxy's idle-read timeout does not cut a long call
     sse_keepalive_seconds: float
@@ -52,6 +55,7 @@ class ServersConf:
             tool_separator=str(getattr(settings, "MCPHUB_TOOL_SEPARATOR", "__")),
             max_request_bytes=int(getattr(settings, "MCPHUB_MAX_REQUEST_BYTES", 4 * 1024 * 1024)),
             max_queued_calls=int(getattr(settings, "MCPHUB_MAX_QUEUED_CALLS", 64)),
+            max_held_calls=int(getattr(settings, "MCPHUB_MAX_HELD_CALLS", 16)),
             sse_keepalive_seconds=float(getattr(settings, "MCPHUB_SSE_KEEPALIVE_SECONDS", 15.0)),
             allowed_origins=tuple(getattr(settings, "MCPHUB_ALLOWED_ORIGINS", ())),
             tools_cache_ttl=int(getattr(settings, "MCPHUB_TOOLS_CACHE_TTL", 300)),

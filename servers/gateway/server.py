@@ -39,6 +39,7 @@ from servers.conf import servers_conf
 from servers.discovery import rediscover_live, registry_version
 from servers.gateway import instances, metrics, rounds
 from servers.gateway.breaker import CircuitBreaker, request_health_check
+from servers.gateway.held_calls import HeldCalls
 from servers.gateway.log_levels import LogLevels
 from servers.gateway.names import public_uri, split_uri
 from servers.gateway.recorder import CallRecorder, live_tail
@@ -144,6 +145,7 @@ class Gateway:
         self._listen = ListenHandler(self._bus)
         self.log_levels = LogLevels()
         self.subscriptions = Subscriptions()
+        self.held_calls = HeldCalls()
         self.server = HubServer(
             "mcphub",
             version="1.0",
@@ -433,9 +435,7 @@ class Gateway:
         request = self._rounds_request(scope, call, "tools/call", params, request)
 
         async def operation() -> dict[str, Any]:
-            return await self._upstream(entry).request_json(
-                "tools/call", request, param_headers, affinity=call.affinity_key
-            )
+            return await self._request_json(scope, call, entry, "tools/call", params, request, param_headers)
 
         result = await self._forward(call, entry, operation)
         if isinstance(result, ForwardFailure):
@@ -444,6 +444,28 @@ class Gateway:
             result = rounds.client_result(scope, "tools/call", params, result)
         result["_meta"] = self._stamped_meta(result.get("_meta"))
         return result
+
+    async def _request_json(
+        self,
+        scope: RequestScope,
+        call: CallRecorder,
+        entry: ServerEntry,
+        method: str,
+        params: dict[str, Any],
+        request: dict[str, Any],
+        param_headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """A pass-through request on the server's main connection: a handshake-era server's questions
+        during it are put to the client as rounds (servers.gateway.held_calls)."""
+        upstream = self._upstream(entry)
+        upstreams = self.upstreams
+        assert upstreams is not None  # else `_upstream` raised
+
+        async def send(body: dict[str, Any]) -> dict[str, Any]:
+            return await upstream.request_json(method, body, param_headers, affinity=call.affinity_key)
+
+        modern = upstream.protocol_version in MODERN_PROTOCOL_VERSIONS
+        return await self.held_calls.request(scope, entry.slug, params, request, modern, send, upstreams.start_soon)
 
     @staticmethod
     def _rounds_request(
@@ -564,7 +586,7 @@ class Gateway:
         request = self._rounds_request(scope, call, method, params, request)
 
         async def operation() -> dict[str, Any]:
-            return await self._upstream(entry).request_json(method, request, affinity=call.affinity_key)
+            return await self._request_json(scope, call, entry, method, params, request)
 
         result = await self._forward(call, entry, operation)
         if isinstance(result, ForwardFailure):

@@ -70,10 +70,11 @@ class Requester:
 
     `request_id` None means the session's standalone channel (the GET stream), for requests that
     belong to no call. `server` is the slug of the hub server the request went to; `label` says
-    whether to name it in relayed requests (on /mcp, which aggregates several servers).
+    whether to name it in relayed requests (on /mcp, which aggregates several servers). `session`
+    None: a client asked some other way (a subclass's `send`: servers.gateway.held_calls).
     """
 
-    session: ServerSession
+    session: ServerSession | None
     request_id: types.RequestId | None = None
     server: str = ""
     label: bool = False
@@ -81,20 +82,26 @@ class Requester:
     owner: int | None = None  # the identity (token id) behind it: a request is never relayed to another's client
     started: float = field(default_factory=time.monotonic)
 
+    @property
+    def answering(self) -> bool:
+        """It has a question of the server's open (a subclass that knows says so): a call blocked on an
+        answer is the least likely to ask another, so another in-flight caller of its identity is asked first."""
+        return False
+
     def wants_log(self, level: types.LoggingLevel) -> bool:
         """Whether a log message at `level` is for this client (no level set: every level, as in the handshake era)."""
         return self.log_level is None or LOG_LEVELS.index(level) >= LOG_LEVELS.index(self.log_level)
 
     @property
     def capabilities(self) -> types.ClientCapabilities | None:
-        return self.session.client_capabilities
+        return self.session.client_capabilities if self.session is not None else None
 
     def can_answer(self, method: str, params: BaseModel | None) -> bool:
         """Whether this client declared what `method` (with these params) needs, and can be sent requests."""
         caps = self.capabilities
         if caps is None:
             return False
-        if self.request_id is not None and not self.session.can_send_request:
+        if self.request_id is not None and self.session is not None and not self.session.can_send_request:
             return False  # a 2026-07-28 request has no back-channel (input_required is the way there)
         if method == "sampling/createMessage":
             if caps.sampling is None:
@@ -118,6 +125,8 @@ class Requester:
 
     async def send(self, request: types.ServerRequest, result_type: type[BaseModel], timeout: float) -> BaseModel:
         """Send on the originating request's stream (or the session's channel), bounded by `timeout`."""
+        if self.session is None:
+            raise RuntimeError("no session to send on")
         metadata = ServerMessageMetadata(related_request_id=self.request_id) if self.request_id is not None else None
         return await self.session.send_request(request, result_type, timeout, metadata=metadata)
 
@@ -193,7 +202,7 @@ class ClientRelay:
         """An upstream's `notifications/message`: to the caller it belongs to (the oldest in flight), if it wants it."""
         current = CURRENT.get()
         requester = current if current in self._in_flight else (self._in_flight[0] if self._in_flight else None)
-        if requester is None or not requester.wants_log(params.level):
+        if requester is None or requester.session is None or not requester.wants_log(params.level):
             logger.debug("upstream %s: log message outside any call dropped", self.slug)
             return
         if requester.label:
@@ -233,7 +242,7 @@ class ClientRelay:
             candidates: Iterable[Requester] = self._in_flight
         else:
             candidates = _directory(self.slug)
-        for requester in candidates:
+        for requester in sorted(candidates, key=lambda requester: requester.answering):
             if requester.can_answer(method, params):
                 return requester
         return f"no connected client can answer {method}"
@@ -258,7 +267,7 @@ class ClientRelay:
     async def elicitation_complete(self, elicitation_id: str) -> None:
         """The upstream says a URL-mode elicitation is done: tell the client that was sent it (its session)."""
         requester = self._url_elicitations.pop(elicitation_id, None)
-        if requester is None:
+        if requester is None or requester.session is None:
             return
         try:
             with anyio.fail_after(5):

@@ -203,8 +203,9 @@ async def test_server_everything_offers_and_relays_sampling_and_elicitation(hub:
 async def test_a_request_is_never_put_to_another_identitys_client(hub: Hub) -> None:
     """A handshake-era upstream does not say which call it asks for: the hub must not guess across tokens.
 
-    Token B's 2026-07-28 call (no back-channel) makes the upstream ask for sampling while token A's
-    session, which could answer, is open: A is never asked; B's call fails with a reason.
+    Token B's 2026-07-28 call makes the upstream ask for sampling while token A's session, which could
+    answer, is open: A is never asked; B, the only caller in flight but without the sampling capability,
+    is not asked either, and its call fails with the reason.
     """
     bystander = Answers()
     _token, other = await anyio.to_thread.run_sync(lambda: services.create_token("other"))
@@ -217,6 +218,6 @@ async def test_a_request_is_never_put_to_another_identitys_client(hub: Hub) -> N
                     failure = str(result.content) if result.is_error else ""
                 except MCPError as exc:
                     failure = exc.error.message
-        assert "cannot be attributed" in failure, failure
+        assert "no connected client can answer sampling/createMessage" in failure, failure
         await session_a.call_tool("echo", {"text": "A still works"})
     assert bystander.asked == []

@@ -75,9 +75,9 @@ async def test_a_handshake_era_question_reaches_the_2026_client_as_a_round(
 
 
 @pytest.mark.anyio
-async def test_two_questions_of_one_call_are_two_rounds(hub: Hub) -> None:
+async def test_two_questions_of_one_call_are_two_rounds_and_prompts_and_reads_take_rounds_too(hub: Hub) -> None:
     answers = Answers()
-    given = {"name": "Ada", "color": "blue", "topic": "owls"}
+    given = {"name": "Ada", "color": "blue", "topic": "owls", "word": "hoot"}
 
     async def elicitation(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         answers.asked.append(("elicitation", params))
@@ -90,10 +90,13 @@ async def test_two_questions_of_one_call_are_two_rounds(hub: Hub) -> None:
         assert _text(result) == "Ada likes blue"
         prompt = await client.get_prompt("rounds_prompt")
         assert prompt.messages[0].content == types.TextContent(type="text", text="Tell me about owls")
+        read = await client.read_resource("fixture://rounds")
+        assert read.contents == [types.TextResourceContents(uri="fixture://rounds", text="you said hoot")]
     assert [params.message for _kind, params in answers.asked] == [
         "Your name?",
         "Your favourite colour?",
         "Which topic?",
+        "Which word?",
     ]
 
 
@@ -101,6 +104,7 @@ def test_each_round_has_a_new_opaque_state_and_a_used_or_tampered_one_is_refused
     first = rpc(hub, "/mcp/legacy/", "tools/call", {"name": "rounds", "arguments": {}})["result"]
     assert first["resultType"] == "input_required"
     [(key, question)] = first["inputRequests"].items()
+    assert key == "q1"
     assert question["method"] == "elicitation/create" and question["params"]["message"] == "Your name?"
     state = first["requestState"]
     retry = {"name": "rounds", "arguments": {}, "inputResponses": elicited(key, "name", "Ada")}
@@ -112,6 +116,7 @@ def test_each_round_has_a_new_opaque_state_and_a_used_or_tampered_one_is_refused
     second = rpc(hub, "/mcp/legacy/", "tools/call", {**retry, "requestState": state})["result"]
     assert second["resultType"] == "input_required" and second["requestState"] != state
     [(key2, question2)] = second["inputRequests"].items()
+    assert key2 == "q2"
     assert question2["params"]["message"] == "Your favourite colour?"
 
     replayed = rpc(hub, "/mcp/legacy/", "tools/call", {**retry, "requestState": state})
@@ -170,9 +175,10 @@ def test_held_calls_per_token_are_bounded(hub: Hub) -> None:
     # The server's question got an error, so the call failed: a tool error naming the bound.
     assert "input_required" not in str(over.get("result", {}).get("resultType")), over
     assert f"{MAX_HELD} calls of this token are already waiting" in str(over), over
-    # Another token is not held back by this one's calls.
+    # Another token is not held back by this one's calls (on another server: with calls of two tokens in
+    # flight on one handshake-era connection, the server's questions cannot be attributed).
     _other, other = services.create_token("other")
-    assert rpc(hub, "/mcp/legacy/", "tools/call", {"name": "rounds", "arguments": {}}, token=other)["result"][
+    assert rpc(hub, "/mcp/quick/", "tools/call", {"name": "rounds", "arguments": {}}, token=other)["result"][
         "inputRequests"
     ]
     # Answering a held call frees its place.

@@ -13,6 +13,7 @@ def test_defaults() -> None:
         tool_separator="__",
         max_request_bytes=4 * 1024 * 1024,
         max_queued_calls=64,
+        max_held_calls=16,
         sse_keepalive_seconds=15.0,
         allowed_origins=(),
         tools_cache_ttl=300,
