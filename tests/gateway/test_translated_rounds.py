@@ -32,10 +32,11 @@ MAX_HELD = 3
 
 @pytest.fixture
 def hub(transactional_db: None) -> Iterator[Hub]:
-    """`legacy` and `quick` (the fixture, handshake era only; quick's calls time out after 3 s) and
-    `everything` (server-everything over stdio); at most MAX_HELD held calls per token."""
+    """`legacy` and `quick` (the fixture, handshake era only; quick's calls time out after 12 s, long enough
+    to be seen in the instance rows, published every 5 s) and `everything` (server-everything over stdio);
+    at most MAX_HELD held calls per token."""
     register_fixture("legacy", "--legacy-only")
-    register_fixture("quick", "--legacy-only", call_timeout=3)
+    register_fixture("quick", "--legacy-only", call_timeout=12)
     everything = McpServer.objects.create(name="everything", slug="everything", command=str(EVERYTHING), args=["stdio"])
     discover(everything)
     _token, secret = services.create_token("tests")
@@ -145,7 +146,7 @@ def _in_flight(slug: str) -> int:
 def test_an_unanswered_round_expires_and_the_upstream_call_ends(hub: Hub) -> None:
     first = rpc(hub, "/mcp/quick/", "tools/call", {"name": "rounds", "arguments": {}})["result"]
     assert first["resultType"] == "input_required"
-    # The call is held upstream while the client has the question, then the call timeout (3 s) ends it.
+    # The call is held upstream while the client has the question, then the call timeout (12 s) ends it.
     wait_for(lambda: _in_flight("quick") == 1, timeout=60, what="the held call in quick's instance rows")
     wait_for(lambda: _in_flight("quick") == 0, timeout=60, what="the held call to end")
     [key] = first["inputRequests"]
