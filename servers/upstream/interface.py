@@ -30,6 +30,11 @@ class Upstream(Protocol):
     @property
     def protocol_version(self) -> str: ...
 
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """The extensions the server advertised (SEP-2133: identifier -> settings)."""
+        ...
+
     async def call_tool(
         self,
         name: str,

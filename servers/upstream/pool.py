@@ -458,6 +458,13 @@ class UpstreamPool(Upstream):
         return self._instances[0].session.protocol_version if self._instances else self.config.protocol_version
 
     @property
+    def extensions(self) -> dict[str, Any]:
+        for instance in self._instances:
+            if instance.session.state == "connected":
+                return instance.session.extensions
+        return {}
+
+    @property
     def state(self) -> str:
         """The best state of any instance: connected, connecting, backoff, else stopped."""
         if self._finished:

@@ -11,8 +11,7 @@ from servers import services
 from servers.discovery import discover
 from servers.models import McpServer
 from tests.conftest import http_fixture_server, hub_env, run_web, wait_for
-from tests.gateway.conftest import Hub, register_fixture
-from tests.gateway.test_input_required import rpc
+from tests.gateway.conftest import Hub, register_fixture, rpc
 
 pytestmark = [pytest.mark.slow]
 
