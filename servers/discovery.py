@@ -30,6 +30,7 @@ class Discovered:
     prompts: list[Any]
     era: str
     protocol_version: str
+    capabilities: dict[str, Any] | None = None  # as announced (wire JSON); None: unknown
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,9 @@ async def _fetch(session: Upstream) -> Discovered:
     prompts = await session.list_prompts()
     # A handshake variant (servers.upstream.eras) lists what the server offers, but its era is not the server's.
     version = session.config.protocol_version if session.config.variant else session.protocol_version
-    return Discovered(tools, resources, prompts, era_of(version), version)
+    capabilities = session.server_capabilities
+    announced = capabilities.model_dump(mode="json", by_alias=True, exclude_none=True) if capabilities else None
+    return Discovered(tools, resources, prompts, era_of(version), version, announced)
 
 
 @dataclass
@@ -168,7 +171,11 @@ def store(server: McpServer, found: Discovered) -> None:
         now,
     )
     McpServer.objects.filter(pk=server.pk).update(
-        last_discovered_at=now, discovery_error="", era=found.era, protocol_version=found.protocol_version
+        last_discovered_at=now,
+        discovery_error="",
+        era=found.era,
+        protocol_version=found.protocol_version,
+        capabilities=found.capabilities,
     )
     transaction.on_commit(lambda: invalidate_tool_cache(server.pk))
 

@@ -30,6 +30,11 @@ class Upstream(Protocol):
     @property
     def protocol_version(self) -> str: ...
 
+    @property
+    def server_capabilities(self) -> types.ServerCapabilities | None:
+        """What the server announced on its live connection (None: not connected)."""
+        ...
+
     async def call_tool(
         self,
         name: str,
