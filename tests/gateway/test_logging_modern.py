@@ -1,7 +1,7 @@
 """Log messages of 2026-07-28 clients' calls: at the level each asked in `_meta`, on its call's own stream.
 
-Through the hub's hot path (a 2026-07-28 tools/call), to a 2026-07-28 upstream over HTTP (`web`) and a
-handshake-era one over stdio (`legacy`, its level set with `logging/setLevel`).
+Through the hub's hot path (a 2026-07-28 tools/call), to 2026-07-28 upstreams over HTTP (`web`) and stdio
+(`local`), and a handshake-era one over stdio (`legacy`, its level set with `logging/setLevel`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.anyio, pytest
 
 @pytest.fixture
 def hub(transactional_db: None) -> Iterator[Hub]:
-    """`web` (the fixture over HTTP, which speaks 2026-07-28) and `legacy` (stdio, handshake era only)."""
+    """The fixture as `web` (over HTTP) and `local` (stdio), which speak 2026-07-28, and `legacy` (stdio,
+    handshake era only)."""
     with http_fixture_server() as url:
         discover(McpServer.objects.create(name="web", slug="web", transport="streamable_http", url=url))
         register_fixture("legacy", "--legacy-only")
+        register_fixture("local")
         _token, secret = services.create_token("tests")
         with run_web(hub_env()) as live:
             yield Hub(live.url, secret, live)
@@ -37,6 +39,7 @@ ENDPOINTS = [
     ("/mcp/web/", "log", "fixture"),
     ("/mcp", "legacy__log", "legacy/fixture"),
     ("/mcp/legacy/", "log", "fixture"),
+    ("/mcp/local/", "log", "fixture"),
 ]
 
 
@@ -97,3 +100,22 @@ async def test_a_handshake_era_upstream_gets_its_level_again_after_a_reconnect(h
             while (result := await client.call_tool("log", {"count": 3})).is_error:
                 await anyio.sleep(0.5)  # the hub reconnects after a short backoff
     assert text_json(result) == {"level": "warning", "sent": 1}  # a new process, set to the session's level
+
+
+async def test_on_a_shared_connection_a_message_never_reaches_another_client(hub: Hub) -> None:
+    """stdio does not say which call a message belongs to: with two calls in flight, the hub cannot tell."""
+    verbose, quiet = Logs(), Logs()
+    async with (
+        hub.client("/mcp/legacy/", logging_callback=verbose, log_level="debug") as first,
+        hub.client("/mcp/legacy/", logging_callback=quiet, log_level="warning") as second,
+    ):
+        async with anyio.create_task_group() as calls:
+            # The second call's warnings (lines 2, 5, 8) come while the first call is in flight.
+            calls.start_soon(first.call_tool, "log", {"count": 4, "pause": 1.0})
+            await anyio.sleep(0.3)
+            calls.start_soon(second.call_tool, "log", {"count": 9, "pause": 0.2})
+        await first.call_tool("log", {"count": 1})  # alone on the connection: its debug message is relayed
+        await wait_for_async(lambda: ("debug", {"line": 0}) in verbose.seen()[-1:], what="the lone call's message")
+    own = [("debug", {"line": 0}), ("info", {"line": 1}), ("warning", {"line": 2}), ("debug", {"line": 3})]
+    assert all(seen in own for seen in verbose.seen())  # never the other call's warnings of lines 5 and 8
+    assert all(seen in [("warning", {"line": n}) for n in (2, 5, 8)] for seen in quiet.seen())
