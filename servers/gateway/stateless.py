@@ -181,7 +181,11 @@ def _log_route(
         return None
 
     async def emit(log: types.LoggingMessageNotificationParams) -> None:
-        message = {"jsonrpc": "2.0", "method": NOTIFICATION, "params": log.model_dump(mode="json", by_alias=True)}
+        message = {
+            "jsonrpc": "2.0",
+            "method": NOTIFICATION,
+            "params": log.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
         data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
         await write_event(b"event: message\r\ndata: " + data + b"\r\n\r\n")
 
