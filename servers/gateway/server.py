@@ -38,7 +38,7 @@ from servers import outages
 from servers.blocking import run_blocking
 from servers.conf import servers_conf
 from servers.discovery import rediscover_live, registry_version
-from servers.gateway import instances, metrics, rounds
+from servers.gateway import instances, metrics, rounds, tasks
 from servers.gateway.breaker import CircuitBreaker, request_health_check
 from servers.gateway.capabilities import advertised
 from servers.gateway.log_levels import LogLevels
@@ -174,6 +174,9 @@ class Gateway:
         )
         self.server.middleware.append(self._remember_session)
         self.server.middleware.append(self._advertise)
+        self.server.add_request_handler("server/discover", types.RequestParams, self.discover)
+        for method in tasks.METHODS:
+            self.server.add_request_handler(method, types.GetTaskRequestParams, self.task_request)
         # Server-to-client requests belonging to no call go to a connected session that can answer.
         set_directory(self._sessions_allowed_on)
         set_hub_level(self.log_levels.upstream_level)
@@ -465,6 +468,8 @@ class Gateway:
             result = result.as_tool_error().model_dump(mode="json", by_alias=True, exclude_none=True)
         elif result.get("resultType") == rounds.INPUT_REQUIRED:
             result = rounds.client_result(scope, "tools/call", params, result)
+        elif result.get("resultType") == tasks.TASK_RESULT:
+            result = tasks.client_task(scope, entry, tool, result)
         result["_meta"] = self._stamped_meta(result.get("_meta"))
         return result
 
@@ -487,6 +492,40 @@ class Gateway:
         if isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
             return {**meta, SERVER_INFO_META_KEY: self._server_info}
         return meta
+
+    # --- discovery and tasks (servers.gateway.tasks) -----------------------------------------------
+
+    async def discover(self, ctx: Ctx, params: types.RequestParams | None) -> types.DiscoverResult:
+        return tasks.discover_result(self.server, ctx.protocol_version, self._visible(RequestScope.of(ctx)))
+
+    async def task_request(self, ctx: Ctx, params: types.GetTaskRequestParams) -> dict[str, Any]:
+        """tasks/get, tasks/update or tasks/cancel, forwarded to the server that owns the task.
+
+        A tasks/get that first sees the task ended records its final status (once, as `task:<tool>`).
+        """
+        scope = RequestScope.of(ctx)
+        ref = tasks.checked_request(ctx, scope, params.task_id)
+        entry = next((entry for entry in self._visible(scope) if entry.id == ref.server_id), None)
+        if entry is None:
+            raise tasks.unknown_task(params.task_id)
+        call = CallRecorder.of(ctx, scope, f"task:{ref.tool}", age=time.time() - ref.created)
+        call.server(entry, f"task:{ref.tool}")
+        request, headers = tasks.upstream_request(ref, ctx.params or {})
+
+        async def operation() -> dict[str, Any]:
+            return await self._upstream(entry).request_json(ctx.method, request, headers, affinity=call.affinity_key)
+
+        result = await self._forward(call, entry, operation)
+        if isinstance(result, ForwardFailure):
+            raise MCPError(types.INTERNAL_ERROR, result.message)
+        if "taskId" in result:
+            result["taskId"] = params.task_id
+        ended = tasks.final_outcome(result) if ctx.method == "tasks/get" else None
+        if ended is not None and await tasks.first_sight(params.task_id):
+            outcome, error, code = ended
+            size = len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode())
+            call.finish(outcome, error=error, code=code, response_bytes=size)
+        return result
 
     # --- resources and prompts ------------------------------------------------------------------
 
