@@ -46,6 +46,8 @@ HEALTHY_AFTER = 30.0
 POLL_INTERVAL = 0.25
 # How long a new connection waits for `subscriptions/listen` to be acknowledged before serving calls.
 LISTEN_ACK_WAIT = 2.0
+# How long a new handshake-era connection waits for its `logging/setLevel` answer before serving calls.
+SET_LEVEL_WAIT = 2.0
 
 T = TypeVar("T")
 ResultT = TypeVar("ResultT", bound=BaseModel)
@@ -141,7 +143,7 @@ class UpstreamSession(Upstream):
                             if era_of(client.protocol_version) == "stateless" and self._announces_changes(client):
                                 await self._start_listening(listeners, client)
                             self._log_level = None  # a new connection has the server's default level
-                            with anyio.move_on_after(min(LISTEN_ACK_WAIT, self.config.call_timeout)):
+                            with anyio.move_on_after(min(SET_LEVEL_WAIT, self.config.call_timeout)):
                                 await self._apply_log_level(client)
                             self._on_connected(client)
                             await self._serve_until_done()
