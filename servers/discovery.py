@@ -30,6 +30,7 @@ class Discovered:
     prompts: list[Any]
     era: str
     protocol_version: str
+    capabilities: dict[str, Any] | None = None  # as announced (wire JSON); None: unknown
     extensions: dict[str, Any] = field(default_factory=dict)  # advertised (SEP-2133): identifier -> settings
 
 
@@ -61,7 +62,9 @@ async def _fetch(session: Upstream) -> Discovered:
     prompts = await session.list_prompts()
     # A handshake variant (servers.upstream.eras) lists what the server offers, but its era is not the server's.
     version = session.config.protocol_version if session.config.variant else session.protocol_version
-    return Discovered(tools, resources, prompts, era_of(version), version, session.extensions)
+    capabilities = session.server_capabilities
+    announced = capabilities.model_dump(mode="json", by_alias=True, exclude_none=True) if capabilities else None
+    return Discovered(tools, resources, prompts, era_of(version), version, announced, session.extensions)
 
 
 @dataclass
@@ -173,6 +176,7 @@ def store(server: McpServer, found: Discovered) -> None:
         discovery_error="",
         era=found.era,
         protocol_version=found.protocol_version,
+        capabilities=found.capabilities,
         extensions=found.extensions,
     )
     transaction.on_commit(lambda: invalidate_tool_cache(server.pk))

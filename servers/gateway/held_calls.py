@@ -154,9 +154,6 @@ class HeldCallClient(Requester):
     def answering(self) -> bool:
         return bool(self.held.questions)
 
-    def wants_log(self, level: types.LoggingLevel) -> bool:
-        return False  # no channel for a log message between rounds
-
     async def send(self, request: types.ServerRequest, result_type: type[BaseModel], timeout: float) -> BaseModel:
         if not self.held.out:
             limit = servers_conf().max_held_calls

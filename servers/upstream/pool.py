@@ -458,6 +458,10 @@ class UpstreamPool(Upstream):
         return self._instances[0].session.protocol_version if self._instances else self.config.protocol_version
 
     @property
+    def server_capabilities(self) -> types.ServerCapabilities | None:
+        return next((c for s in self.sessions() if (c := s.server_capabilities) is not None), None)
+
+    @property
     def extensions(self) -> dict[str, Any]:
         for instance in self._instances:
             if instance.session.state == "connected":

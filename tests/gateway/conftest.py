@@ -7,13 +7,15 @@ import json
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import anyio
 import httpx2
+import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -311,3 +313,31 @@ def rpc(
 
 def elicited(key: str, field: str, value: str) -> dict[str, Any]:
     return {key: {"action": "accept", "content": {field: value}}}
+
+
+class Logs:
+    """A client's `logging_callback`: the log messages it got, in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[types.LoggingMessageNotificationParams] = []
+
+    async def __call__(self, params: types.LoggingMessageNotificationParams) -> None:
+        self.messages.append(params)
+
+    def seen(self) -> list[tuple[str, object]]:
+        """(level, data) of each message."""
+        return [(message.level, message.data) for message in self.messages]
+
+
+async def wait_for_async(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    with anyio.fail_after(timeout):
+        while not condition():
+            await anyio.sleep(0.05)
+
+
+def text_json(result: types.CallToolResult) -> dict[str, Any]:
+    """A tool result's first content, text holding JSON, parsed."""
+    content = result.content[0]
+    assert isinstance(content, types.TextContent)
+    data: dict[str, Any] = json.loads(content.text)
+    return data
