@@ -38,6 +38,7 @@ from pydantic import BaseModel
 from servers.conf import servers_conf
 from servers.gateway.rounds import INPUT_REQUIRED, declared_capabilities
 from servers.gateway.scope import RequestScope
+from servers.upstream.log_routes import ROUTE, LogRoute, logging_to
 from servers.upstream.requester import Requester, requesting
 
 logger = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ class HeldCalls:
         capabilities = types.ClientCapabilities.model_validate(declared_capabilities(params) or {})
         client = HeldCallClient(held, self, capabilities, server, label=scope.slug is None)
         self._calls[held.id] = held
-        spawn(self._run, held, client, send, request)
+        spawn(self._run, held, client, ROUTE.get(), send, request)
         return await self._attend(held)
 
     def _resumed(self, scope: RequestScope, state: str) -> HeldCall:
@@ -226,10 +227,13 @@ class HeldCalls:
             )
         return held
 
-    async def _run(self, held: HeldCall, client: HeldCallClient, send: Send, request: dict[str, Any]) -> None:
-        """The upstream call, in the background (the gateway's task group): its outcome kept for the client."""
+    async def _run(
+        self, held: HeldCall, client: HeldCallClient, route: LogRoute | None, send: Send, request: dict[str, Any]
+    ) -> None:
+        """The upstream call, in the background (the gateway's task group), its log messages to the first
+        request's stream (`route`; later ones are lost): its outcome kept for the client."""
         try:
-            with held.scope, requesting(client):
+            with held.scope, requesting(client), logging_to(route):
                 held.finish(result=await send(request))
         except Exception as exc:  # kept for the client's request, which raises it
             held.finish(error=exc)
