@@ -162,7 +162,7 @@ class UpstreamSession(Upstream):
                                 if self._announces_changes(client):
                                     await self._start_listening(listeners, client)
                             elif self._takes_subscriptions(client):
-                                listeners.start_soon(self._keep_subscribed, client)
+                                await self._start_subscribing(listeners, client)
                             self._on_connected(client)
                             await self._serve_until_done()
                             listeners.cancel_scope.cancel()
@@ -323,7 +323,14 @@ class UpstreamSession(Upstream):
                 # Not fatal: calls still work; lists are refreshed by the next discovery.
                 logger.info("upstream %s: change subscription ended: %s", self.config.slug, describe(exc))
 
-    async def _keep_subscribed(self, client: Client) -> None:
+    async def _start_subscribing(self, listeners: anyio.abc.TaskGroup, client: Client) -> None:
+        """Subscribe to the watched resources, waiting (a little) for that before serving calls."""
+        subscribed = anyio.Event()
+        listeners.start_soon(self._keep_subscribed, client, subscribed)
+        with anyio.move_on_after(min(LISTEN_ACK_WAIT, self.config.connect_timeout)):
+            await subscribed.wait()
+
+    async def _keep_subscribed(self, client: Client, subscribed: anyio.Event) -> None:
         """Handshake era: `resources/subscribe` each watched resource on this connection (again after a
         reconnect: a new connection starts with none), `resources/unsubscribe` the ones no longer watched."""
         applied: set[str] = set()
@@ -339,6 +346,7 @@ class UpstreamSession(Upstream):
                 applied.discard(uri)
                 params = types.UnsubscribeRequestParams(uri=uri)
                 await self._send_subscription(client, types.UnsubscribeRequest(params=params))
+            subscribed.set()
             await change.wait()
 
     async def _send_subscription(self, client: Client, request: types.ClientRequest) -> bool:
