@@ -701,13 +701,14 @@ class Gateway:
         if found is None:
             raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {uri}")
         entry, original = found
-        # Sent here so that the server's own answer (an unknown resource...) reaches the client; the watch
-        # then keeps it subscribed on every connection, across reconnects (servers.upstream.watch; idempotent).
-        request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=original))
-        await self._send(ctx, scope, entry, f"subscribe:{original}", request, types.EmptyResult)
-        watch = (await self._upstream_for(ctx, entry)).watch
+        pool = await self._upstream_for(ctx, entry)
+        if pool.protocol_version not in MODERN_PROTOCOL_VERSIONS:  # a 2026-07-28 server has no such request
+            # Sent here so that the server's own answer (an unknown resource...) reaches the client; the watch
+            # then keeps it subscribed on every connection, across reconnects (servers.upstream.watch; idempotent).
+            request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=original))
+            await self._send(ctx, scope, entry, f"subscribe:{original}", request, types.EmptyResult)
         try:
-            self.subscriptions.add(entry.id, original, session_id, ctx.session, uri, watch)
+            self.subscriptions.add(entry.id, original, session_id, ctx.session, uri, pool.watch)
         except OverflowError as exc:
             raise MCPError(types.INTERNAL_ERROR, str(exc)) from exc
         return types.EmptyResult()
@@ -720,7 +721,9 @@ class Gateway:
         if found is None or session_id is None:
             raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {uri}")
         entry, original = found
-        if self.subscriptions.remove(entry.id, original, session_id):
+        if not self.subscriptions.remove(entry.id, original, session_id):
+            return types.EmptyResult()
+        if (await self._upstream_for(ctx, entry)).protocol_version not in MODERN_PROTOCOL_VERSIONS:
             # Sent now, so that no update follows the answer; the watch sends it too (idempotent).
             request = types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=original))
             await self._send(ctx, scope, entry, f"unsubscribe:{original}", request, types.EmptyResult)

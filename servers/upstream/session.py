@@ -25,6 +25,7 @@ import anyio.abc
 import mcp_types as types
 from mcp import Client, MCPError
 from mcp.shared.subscriptions import (
+    SUBSCRIPTION_ID_META_KEY,
     PromptsListChanged,
     ResourcesListChanged,
     ResourceUpdated,
@@ -113,6 +114,11 @@ def describe(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+def _on_listen_stream(message: Any) -> bool:
+    meta = getattr(getattr(message, "params", None), "meta", None)
+    return isinstance(meta, dict) and SUBSCRIPTION_ID_META_KEY in meta
 
 
 class UpstreamSession(Upstream):
@@ -374,7 +380,7 @@ class UpstreamSession(Upstream):
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, types.ElicitCompleteNotification):
             await self.relay.elicitation_complete(message.params.elicitation_id)
-        else:
+        elif not _on_listen_stream(message):  # those are heard through the subscription (the SDK tees them here)
             self._heard(message)
 
     def request_reconnect(self, reason: str, immediate: bool = False) -> None:
