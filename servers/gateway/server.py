@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
@@ -27,7 +28,7 @@ from mcp.server.context import CallNext, HandlerResult
 from mcp.server.session import ServerSession
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.inbound import mcp_param_headers
 from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import SERVER_INFO_META_KEY
@@ -54,6 +55,12 @@ from servers.upstream.pool import UpstreamPool
 from servers.upstream.requester import Requester, requesting, set_directory
 
 logger = logging.getLogger(__name__)
+
+# The SDK warns that logging and roots are deprecated as of 2026-07-28; the hub serves handshake-era
+# clients (2025-11-25 and older) too, which still use both, so the handlers stay and the warning goes.
+warnings.filterwarnings(
+    "ignore", r"The (logging|roots) capability is deprecated", MCPDeprecationWarning, module=__name__
+)
 
 T = TypeVar("T")
 

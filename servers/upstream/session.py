@@ -580,7 +580,7 @@ class UpstreamSession(Upstream):
             lambda c: (
                 c.session.send_discover(c.protocol_version)
                 if era_of(c.protocol_version) == "stateless"
-                else c.send_ping()
+                else c.session.send_ping()  # Client.send_ping warns unless the client is mode='legacy'
             ),
             internal=True,
         )

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ import redis
 from django.conf import settings
 from django.db import transaction
 from django.test import Client
+from mcp.shared.exceptions import MCPDeprecationWarning
 
 from monitoring.models import HealthCheck
 from servers import services
-from servers.discovery import cached_tools, discover, invalidate_tool_cache
+from servers.discovery import cached_tools, discover, invalidate_tool_cache, probe
 from servers.models import McpServer, Tool
 from tests.conftest import EVERYTHING, FIXTURE_SERVER, run_celery_beat, run_celery_worker, wait_for
 from tests.servers.test_admin import ADD, form_data
@@ -48,6 +50,20 @@ def test_discovery_stores_tools_resources_prompts_and_era() -> None:
     assert server.era == "stateless"
     assert server.last_discovered_at is not None
     assert server.discovery_error == ""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("era", [(), ("--legacy-only",)], ids=["stateless", "handshake"])
+def test_a_probe_uses_no_request_the_sdk_calls_deprecated(era: tuple[str, ...]) -> None:
+    """Health checks run every few seconds: a deprecation warning each time would flood the worker's log."""
+    server = fixture_server(*era)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MCPDeprecationWarning)
+        result = probe(server)
+
+    assert result.ok, result.error
+    assert result.era == ("handshake" if era else "stateless")
 
 
 @pytest.mark.django_db
