@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -30,6 +30,8 @@ class Discovered:
     prompts: list[Any]
     era: str
     protocol_version: str
+    capabilities: dict[str, Any] | None = None  # as announced (wire JSON); None: unknown
+    extensions: dict[str, Any] = field(default_factory=dict)  # advertised (SEP-2133): identifier -> settings
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,9 @@ async def _fetch(session: Upstream) -> Discovered:
     prompts = await session.list_prompts()
     # A handshake variant (servers.upstream.eras) lists what the server offers, but its era is not the server's.
     version = session.config.protocol_version if session.config.variant else session.protocol_version
-    return Discovered(tools, resources, prompts, era_of(version), version)
+    capabilities = session.server_capabilities
+    announced = capabilities.model_dump(mode="json", by_alias=True, exclude_none=True) if capabilities else None
+    return Discovered(tools, resources, prompts, era_of(version), version, announced, session.extensions)
 
 
 @dataclass
@@ -168,7 +172,12 @@ def store(server: McpServer, found: Discovered) -> None:
         now,
     )
     McpServer.objects.filter(pk=server.pk).update(
-        last_discovered_at=now, discovery_error="", era=found.era, protocol_version=found.protocol_version
+        last_discovered_at=now,
+        discovery_error="",
+        era=found.era,
+        protocol_version=found.protocol_version,
+        capabilities=found.capabilities,
+        extensions=found.extensions,
     )
     transaction.on_commit(lambda: invalidate_tool_cache(server.pk))
 

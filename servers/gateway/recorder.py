@@ -90,8 +90,10 @@ live_tail = LiveTail()  # this process's: every call's recorder appends, the gat
 class CallRecorder:
     """Builds the request-log record of one call and hands it to the writer and the live tail."""
 
-    def __init__(self, scope: RequestScope, name: str, headers: Mapping[str, str], protocol_version: str) -> None:
-        self._started = time.perf_counter()
+    def __init__(
+        self, scope: RequestScope, name: str, headers: Mapping[str, str], protocol_version: str, age: float = 0.0
+    ) -> None:
+        self._started = time.perf_counter() - age  # `age`: seconds the recorded work ran before (a task's)
         self._record = LogRecord(
             outcome="ok",
             tool=name,
@@ -104,10 +106,10 @@ class CallRecorder:
         self._done = False
 
     @classmethod
-    def of(cls, ctx: Ctx, scope: RequestScope, name: str) -> CallRecorder:
+    def of(cls, ctx: Ctx, scope: RequestScope, name: str, age: float = 0.0) -> CallRecorder:
         """The recorder of a request the SDK dispatched."""
         headers: Mapping[str, str] = ctx.request.headers if ctx.request is not None else {}
-        return cls(scope, name, headers, ctx.protocol_version)
+        return cls(scope, name, headers, ctx.protocol_version, age)
 
     @property
     def affinity_key(self) -> str:

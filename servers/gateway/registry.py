@@ -40,6 +40,8 @@ class ServerEntry:
     status_changed_at: datetime | None = None  # when `status` was set: the circuit breaker's cool-down
     # Upstream tool name -> its x-mcp-header map, for tools that mirror arguments into Mcp-Param-* headers.
     param_header_maps: dict[str, dict[tuple[str, ...], str]] = field(default_factory=dict)
+    capabilities: dict[str, Any] | None = None  # as the server announced them (None: not known yet)
+    extensions: dict[str, Any] = field(default_factory=dict)  # as the server advertised them at discovery
 
     @property
     def down(self) -> bool:
@@ -112,6 +114,8 @@ def _entry(server: McpServer) -> ServerEntry:
         original_tools=[types.Tool.model_validate({**tool, "name": names[public]}) for public, tool in tools.items()],
         status_changed_at=server.status_changed_at,
         param_header_maps=_param_header_maps(tools.values(), names),
+        capabilities=server.capabilities,
+        extensions=server.extensions or {},
     )
 
 

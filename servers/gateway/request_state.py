@@ -110,9 +110,13 @@ class RequestStateSeal:
         return upstream_state
 
 
+def derived_keys(salt: str) -> list[bytes]:
+    """AES-256 keys for `salt`, derived from SECRET_KEY (the first: it seals) and SECRET_KEY_FALLBACKS (also open)."""
+    secrets = dict.fromkeys([settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])])
+    return [salted_hmac(salt, "key", secret=secret, algorithm="sha256").digest() for secret in secrets]
+
+
 @functools.cache
 def request_state_seal() -> RequestStateSeal:
     """The process's seal, keyed from SECRET_KEY (seals) and SECRET_KEY_FALLBACKS (also open)."""
-    secrets = dict.fromkeys([settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])])
-    keys = [salted_hmac(_KEY_SALT, "key", secret=secret, algorithm="sha256").digest() for secret in secrets]
-    return RequestStateSeal(keys)
+    return RequestStateSeal(derived_keys(_KEY_SALT))

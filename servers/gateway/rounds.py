@@ -10,8 +10,8 @@ and the echoed state. The hub passes each round on, with three changes:
   and no web process has to remember anything between rounds;
 - the client capabilities the client declared in its `_meta` are declared upstream,
   restricted to the input kinds an `input_required` result can carry (sampling,
-  elicitation, roots): an upstream asks only what the client can answer, and the hub
-  declares nothing the client did not;
+  elicitation, roots) and the tasks extension (servers.gateway.tasks): an upstream asks
+  only what the client can answer, and the hub declares nothing the client did not;
 - a resources/read result keeps the upstream's caching hints (`ttlMs`, `cacheScope`);
   one without them (a handshake-era upstream) gets the SDK's safe default, immediately
   stale and private.
@@ -26,6 +26,7 @@ from mcp_types import CLIENT_CAPABILITIES_META_KEY
 
 from servers.gateway.request_state import request_state_seal
 from servers.gateway.scope import RequestScope
+from servers.gateway.tasks import TASKS
 
 # The client capabilities whose requests an `input_required` result can carry.
 RELAYED_CAPABILITIES = ("sampling", "elicitation", "roots")
@@ -39,6 +40,9 @@ def declared_capabilities(params: Mapping[str, Any]) -> dict[str, Any] | None:
     if not isinstance(capabilities, dict):
         return None
     relayed = {name: capabilities[name] for name in RELAYED_CAPABILITIES if name in capabilities}
+    extensions = capabilities.get("extensions")
+    if isinstance(extensions, dict) and TASKS in extensions:
+        relayed["extensions"] = {TASKS: extensions[TASKS]}  # the server may answer with a task (servers.gateway.tasks)
     return relayed or None
 
 

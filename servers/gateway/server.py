@@ -38,8 +38,9 @@ from servers import outages
 from servers.blocking import run_blocking
 from servers.conf import servers_conf
 from servers.discovery import rediscover_live, registry_version
-from servers.gateway import instances, metrics, rounds
+from servers.gateway import instances, metrics, rounds, tasks
 from servers.gateway.breaker import CircuitBreaker, request_health_check
+from servers.gateway.capabilities import advertised
 from servers.gateway.listen import LIST_EVENTS, Audience, Change, HubListen
 from servers.gateway.log_levels import LogLevels
 from servers.gateway.names import public_uri, split_uri
@@ -50,6 +51,7 @@ from servers.gateway.subscriptions import Subscriptions
 from servers.hooks import django_hooks
 from servers.upstream.errors import UpstreamError, UpstreamOverloaded, UpstreamTimeout
 from servers.upstream.interface import Upstream
+from servers.upstream.log_routes import logging_to, set_hub_level
 from servers.upstream.manager import UpstreamManager, upstream_manager
 from servers.upstream.pool import UpstreamPool
 from servers.upstream.requester import Requester, requesting, set_directory
@@ -180,8 +182,13 @@ class Gateway:
             on_roots_list_changed=self.roots_changed,
         )
         self.server.middleware.append(self._remember_session)
+        self.server.middleware.append(self._advertise)
+        self.server.add_request_handler("server/discover", types.RequestParams, self.discover)
+        for method in tasks.METHODS:
+            self.server.add_request_handler(method, types.GetTaskRequestParams, self.task_request)
         # Server-to-client requests belonging to no call go to a connected session that can answer.
         set_directory(self._sessions_allowed_on)
+        set_hub_level(self.log_levels.upstream_level)
         self._server_info = self.server.server_info_stamp  # serialized only, never changed: one copy will do
         self.session_manager = StreamableHTTPSessionManager(
             app=self.server,
@@ -343,6 +350,15 @@ class Gateway:
             self._downstream[session_id] = (ctx.session, RequestScope.of(ctx))
         return await call_next(ctx)
 
+    async def _advertise(self, ctx: Ctx, call_next: CallNext) -> HandlerResult:
+        """`initialize` and `server/discover` advertise what the servers this token sees offer."""
+        result = await call_next(ctx)
+        if ctx.method in ("initialize", "server/discover") and isinstance(result, dict):
+            capabilities = result.get("capabilities")
+            if isinstance(capabilities, dict):
+                result["capabilities"] = advertised(capabilities, self._visible(RequestScope.of(ctx)))
+        return result
+
     def _sessions_allowed_on(self, slug: str) -> list[Requester]:
         """Connected handshake-era sessions whose token may use server `slug`, newest first."""
         entry = self.snapshot.servers.get(slug)
@@ -427,7 +443,8 @@ class Gateway:
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         if modern and rounds.takes_rounds(ctx.params) and not (ctx.meta and "progress_token" in ctx.meta):
             # Passed through as JSON (rounds and all): servers.gateway.rounds.
-            result = await self._call_tool_dict(scope, call, dict(ctx.params or {}))
+            with logging_to(self.log_levels.route(ctx, scope.slug is None)):
+                result = await self._call_tool_dict(scope, call, dict(ctx.params or {}))
             size = len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode())
             call.finish("tool_error" if result.get("isError") else "ok", response_bytes=size)
             return result
@@ -482,6 +499,8 @@ class Gateway:
             result = result.as_tool_error().model_dump(mode="json", by_alias=True, exclude_none=True)
         elif result.get("resultType") == rounds.INPUT_REQUIRED:
             result = rounds.client_result(scope, "tools/call", params, result)
+        elif result.get("resultType") == tasks.TASK_RESULT:
+            result = tasks.client_task(scope, entry, tool, result)
         result["_meta"] = self._stamped_meta(result.get("_meta"))
         return result
 
@@ -504,6 +523,40 @@ class Gateway:
         if isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
             return {**meta, SERVER_INFO_META_KEY: self._server_info}
         return meta
+
+    # --- discovery and tasks (servers.gateway.tasks) -----------------------------------------------
+
+    async def discover(self, ctx: Ctx, params: types.RequestParams | None) -> types.DiscoverResult:
+        return tasks.discover_result(self.server, ctx.protocol_version, self._visible(RequestScope.of(ctx)))
+
+    async def task_request(self, ctx: Ctx, params: types.GetTaskRequestParams) -> dict[str, Any]:
+        """tasks/get, tasks/update or tasks/cancel, forwarded to the server that owns the task.
+
+        A tasks/get that first sees the task ended records its final status (once, as `task:<tool>`).
+        """
+        scope = RequestScope.of(ctx)
+        ref = tasks.checked_request(ctx, scope, params.task_id)
+        entry = next((entry for entry in self._visible(scope) if entry.id == ref.server_id), None)
+        if entry is None:
+            raise tasks.unknown_task(params.task_id)
+        call = CallRecorder.of(ctx, scope, f"task:{ref.tool}", age=time.time() - ref.created)
+        call.server(entry, f"task:{ref.tool}")
+        request, headers = tasks.upstream_request(ref, ctx.params or {})
+
+        async def operation() -> dict[str, Any]:
+            return await self._upstream(entry).request_json(ctx.method, request, headers, affinity=call.affinity_key)
+
+        result = await self._forward(call, entry, operation)
+        if isinstance(result, ForwardFailure):
+            raise MCPError(types.INTERNAL_ERROR, result.message)
+        if "taskId" in result:
+            result["taskId"] = params.task_id
+        ended = tasks.final_outcome(result) if ctx.method == "tasks/get" else None
+        if ended is not None and await tasks.first_sight(params.task_id):
+            outcome, error, code = ended
+            size = len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode())
+            call.finish(outcome, error=error, code=code, response_bytes=size)
+        return result
 
     # --- resources and prompts ------------------------------------------------------------------
 
@@ -533,7 +586,8 @@ class Gateway:
         call.server(entry, f"resource:{original}")
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and rounds.takes_rounds(ctx.params):
             raw = dict(ctx.params or {})
-            result = await self._pass_through(scope, call, entry, "resources/read", raw, {"uri": original})
+            with logging_to(self.log_levels.route(ctx, scope.slug is None)):
+                result = await self._pass_through(scope, call, entry, "resources/read", raw, {"uri": original})
             if scope.slug is None and result.get("resultType") != rounds.INPUT_REQUIRED:
                 for content in result.get("contents") or ():
                     if isinstance(content, dict) and content.get("uri") == original:
@@ -577,7 +631,8 @@ class Gateway:
             request: dict[str, Any] = {"name": original}
             if params.arguments is not None:
                 request["arguments"] = params.arguments
-            return await self._pass_through(scope, call, entry, "prompts/get", dict(ctx.params or {}), request)
+            with logging_to(self.log_levels.route(ctx, scope.slug is None)):
+                return await self._pass_through(scope, call, entry, "prompts/get", dict(ctx.params or {}), request)
 
         async def operation() -> types.GetPromptResult:
             upstream = await self._upstream_for(ctx, entry)
@@ -780,7 +835,7 @@ class Gateway:
             ctx.request_id,
             server=entry.slug,
             label=scope.slug is None,
-            log_level=self.log_levels.of(ctx),
+            log=self.log_levels.route(ctx, scope.slug is None),
             owner=scope.token.id,
         )
 
@@ -796,7 +851,6 @@ class Gateway:
         """Remember the client's level; set the visible handshake-era upstreams to the most verbose one asked for."""
         scope = RequestScope.of(ctx)
         self.log_levels.set(ctx, params.level)
-        level = self.log_levels.upstream_level()
         for entry in self._visible(scope):
             if self.upstreams is None:
                 break
@@ -804,7 +858,7 @@ class Gateway:
                 with anyio.fail_after(entry.config.call_timeout + 5):
                     sessions = (await self._upstream_for(ctx, entry)).sessions()
                     for session in sessions:
-                        await session.set_logging_level(level)
+                        await session.refresh_log_level()
             except (UpstreamError, MCPError, TimeoutError) as exc:  # best effort: the server keeps its level
                 logger.info("logging/setLevel on %s failed: %s", entry.slug, exc)
         return types.EmptyResult()

@@ -6,7 +6,9 @@ of CPU per call together, several times the hub's own work (benchmarks/gateway.p
 self-contained POST with one answer, so it is served here: the same checks as
 the SDK's stateless entry, made with the SDK's own functions (content type,
 DNS-rebinding protection, Accept, routing headers, `_meta` envelope,
-`Mcp-Param-*` headers), then `Gateway.call_tool_json`.
+`Mcp-Param-*` headers), then `Gateway.call_tool_json`. The log messages of a call
+that opted in (`_meta` `io.modelcontextprotocol/logLevel`) go out on its own
+response, which then becomes an SSE stream.
 
 Everything else goes to the SDK's session manager with the body replayed:
 other methods, handshake-era sessions, calls that ask for progress (those need
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 import mcp_types as types
@@ -44,6 +46,7 @@ from servers.conf import servers_conf
 from servers.gateway.recorder import CallRecorder
 from servers.gateway.scope import RequestScope
 from servers.gateway.server import Gateway
+from servers.upstream.log_routes import NOTIFICATION, LogRoute, logging_to, requested_level
 
 logger = logging.getLogger(__name__)
 
@@ -115,23 +118,29 @@ async def handle(
     call = CallRecorder(request_scope, params["name"], headers, route.protocol_version)
     id_json = json.dumps(request_id).encode()
     keepalive = servers_conf().sse_keepalive_seconds
-    streaming = False  # True once the call outlived `keepalive` and the answer became an SSE stream
+    streaming = False  # True once the answer became an SSE stream (a long call, or a log message to pass on)
+    writing = asyncio.Lock()  # one writer at a time: the stream's start goes out first, once
     hung_up = False
     call_task = asyncio.current_task()
     assert call_task is not None
 
+    async def write_event(event: bytes) -> None:
+        nonlocal streaming
+        async with writing:
+            if not streaming:
+                streaming = True
+                await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+
     async def watch() -> None:
         """Cancel the call when the client goes away (this era's cancellation); keep a long call's stream alive."""
-        nonlocal streaming, hung_up
+        nonlocal hung_up
         while True:
             try:
                 async with asyncio.timeout(keepalive):
                     message = await receive()
             except TimeoutError:
-                if not streaming:
-                    streaming = True
-                    await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-                await send({"type": "http.response.body", "body": b": ping\r\n\r\n", "more_body": True})
+                await write_event(b": ping\r\n\r\n")
                 continue
             if message["type"] == "http.disconnect":
                 hung_up = True
@@ -143,7 +152,8 @@ async def handle(
     watcher = asyncio.ensure_future(watch())
     answer: tuple[int, bytes] | None = None  # HTTP status and JSON-RPC response
     try:
-        answer = await _call(gateway, request_scope, call, id_json, params)
+        with logging_to(_log_route(params, request_scope, write_event)):
+            answer = await _call(gateway, request_scope, call, id_json, params)
     except asyncio.CancelledError:
         if not hung_up:
             raise
@@ -160,6 +170,26 @@ async def handle(
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": body})
     return True
+
+
+def _log_route(
+    params: dict[str, Any], request_scope: RequestScope, write_event: Callable[[bytes], Awaitable[None]]
+) -> LogRoute | None:
+    """The call's log messages as events of its own response stream, at the level it opted in at (if it did)."""
+    level = requested_level(params.get("_meta"))
+    if level is None:
+        return None
+
+    async def emit(log: types.LoggingMessageNotificationParams) -> None:
+        message = {
+            "jsonrpc": "2.0",
+            "method": NOTIFICATION,
+            "params": log.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+        data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+        await write_event(b"event: message\r\ndata: " + data + b"\r\n\r\n")
+
+    return LogRoute(level, emit, label=request_scope.slug is None)
 
 
 async def _call(

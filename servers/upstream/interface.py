@@ -30,6 +30,16 @@ class Upstream(Protocol):
     @property
     def protocol_version(self) -> str: ...
 
+    @property
+    def server_capabilities(self) -> types.ServerCapabilities | None:
+        """What the server announced on its live connection (None: not connected)."""
+        ...
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """The extensions the server advertised (SEP-2133: identifier -> settings)."""
+        ...
+
     async def call_tool(
         self,
         name: str,
@@ -53,7 +63,9 @@ class Upstream(Protocol):
 
         `params` are the request's params as the server should get them (name and arguments,
         or uri; `inputResponses` and `requestState` on a retried multi-round request); their
-        `_meta` holds only the client capabilities to declare (none when absent).
+        `_meta` holds only the client capabilities to declare (none when absent). The level of the
+        current log route (servers.upstream.log_routes) is added to it, and the log messages the
+        server sends for the request go to that route.
         """
         ...
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -92,13 +92,16 @@ async def post_request(
     params: Mapping[str, Any],
     param_headers: Mapping[str, str],
     timeout: float,
+    on_log: Callable[[Any], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """The result object of one request (tools/call, prompts/get, resources/read), as the upstream sent it.
 
     MCPError for a JSON-RPC error, RelayError for any other answer. aiohttp's errors (connect,
     read, TimeoutError after `timeout` seconds) propagate: the session maps them to upstream
     errors. aiohttp's own timer is cheaper than a cancel scope; the client's default is the
-    server's call timeout, so most calls need no timeout object.
+    server's call timeout, so most calls need no timeout object. With `on_log`, an SSE answer
+    is read as it comes and the params of each `notifications/message` on it go to `on_log`
+    (they belong to this request: the stream is its own).
     """
     request_id = next(_request_ids)
     headers = {
@@ -116,8 +119,11 @@ async def post_request(
     if timeout != limit.total:
         limit = aiohttp.ClientTimeout(total=timeout, sock_connect=limit.sock_connect)
     async with client.post(url, data=body, headers=headers, allow_redirects=False, timeout=limit) as response:
-        content = await response.read()
-    message = _answer(response.headers.get("content-type", ""), content, request_id)
+        content_type = response.headers.get("content-type", "")
+        if on_log is not None and content_type.startswith("text/event-stream"):
+            message = await _streamed_answer(response.content, request_id, on_log)
+        else:
+            message = _answer(content_type, await response.read(), request_id)
     if message is None:
         raise RelayError(f"answered HTTP {response.status} without a JSON-RPC response")
     error = message.get("error")
@@ -161,17 +167,53 @@ def _answer(content_type: str, content: bytes, request_id: int) -> dict[str, Any
     return None
 
 
+async def _streamed_answer(
+    content: aiohttp.StreamReader, request_id: int, on_log: Callable[[Any], Awaitable[None]]
+) -> dict[str, Any] | None:
+    """The response to `request_id` on an SSE stream read line by line, its log messages passed on as they come."""
+    events = _SseEvents()
+    async for raw in content:
+        message = await _settled(events.feed(raw.decode().rstrip("\r\n")), request_id, on_log)
+        if message is not None:
+            return message
+    return await _settled(events.feed(""), request_id, on_log)
+
+
+async def _settled(
+    data: str | None, request_id: int, on_log: Callable[[Any], Awaitable[None]]
+) -> dict[str, Any] | None:
+    """One event's data: the response to `request_id`, or None (a log message passed on, or anything else)."""
+    try:
+        message = json.loads(data) if data is not None else None
+    except ValueError:
+        return None
+    if not isinstance(message, dict):
+        return None
+    if message.get("method") == "notifications/message":
+        await on_log(message.get("params"))
+        return None
+    return message if message.get("id") == request_id and "method" not in message else None
+
+
+class _SseEvents:
+    """SSE parsing, one line at a time: `feed` returns an event's data once a blank line ends it
+    (multi-line data joined with newlines, per the SSE spec)."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def feed(self, line: str) -> str | None:
+        if line.startswith("data:"):
+            self._lines.append(line[5:].removeprefix(" "))
+        elif not line and self._lines:
+            data = "\n".join(self._lines)
+            self._lines = []
+            return data
+        return None
+
+
 def _sse_data(text: str) -> list[str]:
-    """The data of each event in an SSE body (multi-line data joined with newlines, per the SSE spec)."""
-    events: list[str] = []
-    lines: list[str] = []
-    for line in text.splitlines():
-        if not line:
-            if lines:
-                events.append("\n".join(lines))
-                lines = []
-        elif line.startswith("data:"):
-            lines.append(line[5:].removeprefix(" "))
-    if lines:
-        events.append("\n".join(lines))
-    return events
+    """The data of each event in an SSE body."""
+    events = _SseEvents()
+    found = [data for line in [*text.splitlines(), ""] if (data := events.feed(line)) is not None]
+    return found

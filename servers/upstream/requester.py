@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -39,28 +39,16 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from pydantic import BaseModel, ValidationError
 
+from servers.upstream.log_routes import ROUTE, SERVER_META_KEY, LogRoute, logging_to
+
 logger = logging.getLogger(__name__)
 
-# `_meta` key on a relayed request naming the hub server that asks (the aggregated /mcp serves many).
-SERVER_META_KEY = "io.mcphub/server"
 MAX_URL_ELICITATIONS = 1000  # remembered for their completion notice; the oldest are forgotten
 
 # What the hub declares upstream: everything it can relay (the SDK declares elicitation form+url
 # and roots.listChanged for the callbacks themselves).
 SAMPLING_CAPABILITY = types.SamplingCapability(
     tools=types.SamplingToolsCapability(), context=types.SamplingContextCapability()
-)
-
-
-LOG_LEVELS: tuple[types.LoggingLevel, ...] = (
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
 )
 
 
@@ -77,13 +65,9 @@ class Requester:
     request_id: types.RequestId | None = None
     server: str = ""
     label: bool = False
-    log_level: types.LoggingLevel | None = None  # what it asked for (logging/setLevel, or the 2026 `_meta` opt-in)
+    log: LogRoute | None = None  # where this request's log messages go (None: nowhere)
     owner: int | None = None  # the identity (token id) behind it: a request is never relayed to another's client
     started: float = field(default_factory=time.monotonic)
-
-    def wants_log(self, level: types.LoggingLevel) -> bool:
-        """Whether a log message at `level` is for this client (no level set: every level, as in the handshake era)."""
-        return self.log_level is None or LOG_LEVELS.index(level) >= LOG_LEVELS.index(self.log_level)
 
     @property
     def capabilities(self) -> types.ClientCapabilities | None:
@@ -137,10 +121,11 @@ def set_directory(directory: Callable[[str], Iterable[Requester]]) -> None:
 
 @contextmanager
 def requesting(requester: Requester | None) -> Iterator[None]:
-    """Name the downstream requester for the upstream requests made inside."""
+    """Name the downstream requester (and its log route) for the upstream requests made inside."""
     token = CURRENT.set(requester)
     try:
-        yield
+        with logging_to(requester.log if requester is not None else None):
+            yield
     finally:
         CURRENT.reset(token)
 
@@ -153,6 +138,7 @@ class ClientRelay:
         self._timeout = timeout
         self._in_flight: list[Requester] = []  # oldest first
         self._unattributed = 0  # clients' requests in flight that name no requester (hot-path calls)
+        self._log_routes: list[LogRoute | None] = []  # those of the clients' requests in flight (None: no route)
         # URL-mode elicitations relayed, by elicitation id: who gets `notifications/elicitation/complete`.
         self._url_elicitations: dict[str, Requester] = {}
 
@@ -172,6 +158,8 @@ class ClientRelay:
             self._in_flight.append(requester)
         elif not internal:
             self._unattributed += 1
+        if not internal:
+            self._log_routes.append(ROUTE.get())
         return requester
 
     def leave(self, requester: Requester | None, internal: bool = False) -> None:
@@ -180,31 +168,21 @@ class ClientRelay:
             self._in_flight.remove(requester)
         elif not internal:
             self._unattributed -= 1
+        if not internal:
+            self._log_routes.remove(ROUTE.get())
 
-    def request_meta(self, modern: bool) -> types.RequestParamsMeta | None:
-        """`_meta` for a request to a 2026-07-28 upstream: the caller's log-level opt-in (the handshake era's
-        default is every level), so that the upstream sends the log messages the caller would get."""
-        requester = CURRENT.get()
-        if not modern or requester is None:
-            return None
-        return cast(types.RequestParamsMeta, {types.LOG_LEVEL_META_KEY: requester.log_level or "debug"})
+    def log_routes_in_flight(self) -> list[LogRoute]:
+        """The log routes of the clients' requests in flight."""
+        return [route for route in self._log_routes if route is not None]
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
-        """An upstream's `notifications/message`: to the caller it belongs to (the oldest in flight), if it wants it."""
-        current = CURRENT.get()
-        requester = current if current in self._in_flight else (self._in_flight[0] if self._in_flight else None)
-        if requester is None or not requester.wants_log(params.level):
-            logger.debug("upstream %s: log message outside any call dropped", self.slug)
+        """An upstream's `notifications/message` on the shared connection, which does not say which request
+        it belongs to: to the client request in flight only while it is the only one, else dropped."""
+        route = self._log_routes[0] if len(self._log_routes) == 1 else None
+        if route is None:
+            logger.debug("upstream %s: log message not attributable to one client request dropped", self.slug)
             return
-        if requester.label:
-            meta = {**(params.meta or {}), SERVER_META_KEY: requester.server}
-            params = params.model_copy(update={"meta": meta, "logger": f"{requester.server}/{params.logger or ''}"})
-        notification = types.LoggingMessageNotification(params=params)
-        try:
-            with anyio.fail_after(5):
-                await requester.session.send_notification(notification, related_request_id=requester.request_id)
-        except Exception as exc:  # the client went away: the log message is lost, the call goes on
-            logger.debug("upstream %s: relaying a log message failed: %s", self.slug, exc)
+        await route.relay(self.slug, params)
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for the SDK `Client`: the callbacks, and so the declared capabilities."""

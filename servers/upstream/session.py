@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import anyio
@@ -36,7 +36,7 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
-from servers.upstream import eras, relay
+from servers.upstream import eras, log_routes, relay
 from servers.upstream.config import UpstreamConfig
 from servers.upstream.errors import UpstreamCrashed, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servers.upstream.http import HttpLink, http_transport
@@ -55,6 +55,8 @@ HEALTHY_AFTER = 30.0
 POLL_INTERVAL = 0.25
 # How long a new connection waits for `subscriptions/listen` to be acknowledged before serving calls.
 LISTEN_ACK_WAIT = 2.0
+# How long a new handshake-era connection waits for its `logging/setLevel` answer before serving calls.
+SET_LEVEL_WAIT = 2.0
 
 # A list change, as a listen-stream event and as a handshake-era notification: the kind the hooks are told.
 LIST_KINDS: dict[type, str] = {
@@ -144,6 +146,8 @@ class UpstreamSession(Upstream):
         # Server-to-client requests go to the downstream client whose request caused them.
         self.relay = ClientRelay(config.slug, lambda: self.config.call_timeout)
         self._listen_unacknowledged_logged = False
+        self._log_level: types.LoggingLevel | None = None  # what `logging/setLevel` set this connection to
+        self._log_level_lock = anyio.Lock()
         self.refused = False  # a variant whose server refused its era: it stops, its pool's owner falls back
 
     # --- supervisor ------------------------------------------------------------------
@@ -169,6 +173,9 @@ class UpstreamSession(Upstream):
                                     await self._start_listening(listeners, client)
                             elif self._takes_subscriptions(client):
                                 await self._start_subscribing(listeners, client)
+                            self._log_level = None  # a new connection has the server's default level
+                            with anyio.move_on_after(min(SET_LEVEL_WAIT, self.config.call_timeout)):
+                                await self._apply_log_level(client)
                             self._on_connected(client)
                             await self._serve_until_done()
                             listeners.cancel_scope.cancel()
@@ -433,6 +440,8 @@ class UpstreamSession(Upstream):
             for attempt in (1, 2):
                 client = await self._connected_client()
                 try:
+                    if not internal:
+                        await self._apply_log_level(client)
                     # The SDK enforces the read timeout; this outer bound also covers writes and queues.
                     with anyio.fail_after(limit + 5):
                         return await operation(client)
@@ -483,7 +492,7 @@ class UpstreamSession(Upstream):
                 arguments,
                 read_timeout_seconds=limit,
                 progress_callback=progress_callback,
-                meta=self.relay.request_meta(era_of(c.protocol_version) == "stateless"),
+                meta=self._log_meta(c),
             ),
             limit,
         )
@@ -504,16 +513,19 @@ class UpstreamSession(Upstream):
         one: through the SDK client (multi-round fields dropped: that era has no such rounds).
         """
         limit = timeout or self.config.call_timeout
+        route = log_routes.ROUTE.get()
 
         async def operation(client: Client) -> dict[str, Any]:
             if era_of(client.protocol_version) != "stateless":
                 return await handshake_request(client, method, params, limit)
+            sent = log_routes.with_level(params, route)
             http = self._http.relay  # set only while a Streamable HTTP transport runs
             if http is None:
-                return await send_raw(client, method, params, limit)
+                return await send_raw(client, method, sent, limit)
+            on_log = functools.partial(route.relay, self.config.slug) if route is not None else None
             try:
                 return await relay.post_request(
-                    http, self.config.url, client.protocol_version, method, params, param_headers or {}, limit
+                    http, self.config.url, client.protocol_version, method, sent, param_headers or {}, limit, on_log
                 )
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 # Nothing was sent: another instance may take the call.
@@ -563,16 +575,49 @@ class UpstreamSession(Upstream):
             with anyio.move_on_after(5):
                 await client.session.send_notification(types.RootsListChangedNotification())
 
-    async def set_logging_level(self, level: types.LoggingLevel) -> None:
-        """`logging/setLevel` on a handshake-era connection that offers logging (2026-07-28 has no such request:
-        the level rides each request, see `ClientRelay.request_meta`)."""
-        request = types.SetLevelRequest(params=types.SetLevelRequestParams(level=level))
+    async def refresh_log_level(self) -> None:
+        """Set a live handshake-era connection to the level now wanted (after a client's `logging/setLevel`)."""
+        client = self._client
+        if client is not None:
+            await self._apply_log_level(client)
 
-        async def operation(client: Client) -> None:
-            if era_of(client.protocol_version) == "handshake" and client.server_capabilities.logging is not None:
-                await client.session.send_request(request, types.EmptyResult)
+    def _log_meta(self, client: Client) -> types.RequestParamsMeta | None:
+        """`_meta` for a request to a 2026-07-28 upstream: the caller's log level (servers.upstream.log_routes)."""
+        route = log_routes.ROUTE.get()
+        if route is None or era_of(client.protocol_version) != "stateless":
+            return None
+        return cast(types.RequestParamsMeta, {types.LOG_LEVEL_META_KEY: route.upstream_level})
 
-        await self.request(operation)
+    def _wanted_log_level(self) -> types.LoggingLevel | None:
+        """The hub-wide level and those of the calls in flight, the most verbose; None: leave the server's own.
+
+        A call whose client wants every level (a handshake-era client that set none) needs "debug" only
+        once the hub changed the server's level."""
+        every: types.LoggingLevel | None = "debug" if self._log_level is not None else None
+        levels = [route.level or every for route in self.relay.log_routes_in_flight()]
+        return log_routes.most_verbose([log_routes.hub_level(), *levels])
+
+    async def _apply_log_level(self, client: Client) -> None:
+        """`logging/setLevel` on a handshake-era connection that offers logging, when the level wanted changed:
+        the most verbose of the hub-wide level and those of the calls in flight (2026-07-28 has no such
+        request: the level rides each request). Best effort: a refusal leaves the server's level as it is."""
+        if era_of(client.protocol_version) != "handshake" or client.server_capabilities.logging is None:
+            return
+        wanted = self._wanted_log_level()
+        if wanted is None or wanted == self._log_level:
+            return
+        async with self._log_level_lock:
+            wanted = self._wanted_log_level()
+            if wanted is None or wanted == self._log_level:
+                return
+            request = types.SetLevelRequest(params=types.SetLevelRequestParams(level=wanted))
+            try:
+                with anyio.fail_after(self.config.call_timeout):
+                    await client.session.send_request(request, types.EmptyResult)
+            except (MCPError, TimeoutError) as exc:
+                logger.info("upstream %s: logging/setLevel %s failed: %s", self.config.slug, wanted, describe(exc))
+                return
+            self._log_level = wanted
 
     async def ping(self) -> None:
         """Prove the connection answers: `ping` in the handshake era, `server/discover` in the stateless one."""
@@ -588,6 +633,17 @@ class UpstreamSession(Upstream):
     @property
     def protocol_version(self) -> str:
         return self._client.protocol_version if self._client is not None else self.config.protocol_version
+
+    @property
+    def server_capabilities(self) -> types.ServerCapabilities | None:
+        return self._client.server_capabilities if self._client is not None else None
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """The extensions the connected server advertised (SEP-2133: identifier -> settings); none unconnected."""
+        client = self._client
+        advertised = client.server_capabilities.extensions if client is not None else None
+        return dict(advertised or {})
 
     def _supports(self, capability: str) -> bool:
         client = self._client

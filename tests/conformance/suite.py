@@ -84,7 +84,8 @@ def read(output: Path, scored: set[str]) -> dict[tuple[str, str], Check]:
     return checks
 
 
-def totals(checks: dict[tuple[str, str], Check], scored: bool = True) -> tuple[int, int]:
-    """(passed, failed) over the scored checks (or the others), counted as the suite's summary does."""
-    chosen = [check for check in checks.values() if check.scored is scored]
+def totals(checks: dict[tuple[str, str], Check], scored: bool = True, prefix: str = "") -> tuple[int, int]:
+    """(passed, failed) over the scored checks (or the others), counted as the suite's summary does; only the
+    scenarios named `prefix`... when given."""
+    chosen = [check for check in checks.values() if check.scored is scored and check.scenario.startswith(prefix)]
     return sum(check.passed for check in chosen), sum(check.failed for check in chosen)

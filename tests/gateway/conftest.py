@@ -7,13 +7,15 @@ import json
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import anyio
 import httpx2
+import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -242,6 +244,36 @@ def modern_request(
     }
 
 
+# The request field each 2026-07-28 method names its target by, mirrored into `Mcp-Name`.
+NAME_FIELDS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+NAME_FIELDS.update(dict.fromkeys(("tasks/get", "tasks/update", "tasks/cancel"), "taskId"))
+
+
+def modern_rpc(
+    url: str, token: str, method: str, params: dict[str, Any], capabilities: dict[str, Any], **headers: str
+) -> dict[str, Any]:
+    """One raw 2026-07-28 request to `url`, declaring `capabilities`; its JSON-RPC answer (a result or an error)."""
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
+    }
+    base = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": method,
+    }
+    name = params.get(NAME_FIELDS.get(method, ""))
+    if name is not None:
+        base["Mcp-Name"] = name
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": meta}}
+    response = httpx2.post(url, content=json.dumps(body), headers={**base, **headers}, timeout=60)
+    assert response.status_code in (200, 400, 404), response.text
+    return answer(response)
+
+
 def stateless_call(url: str, token: str, request_id: int, http: httpx2.Client | None = None) -> dict:
     """One 2026-07-28 `fixture__add` tools/call, a raw POST (a new connection unless `http` is given); its result."""
     request = modern_request(url, token, "fixture__add", {"a": request_id, "b": 1}, request_id)
@@ -259,3 +291,31 @@ def answer(response: httpx2.Response) -> dict[str, Any]:
 
 def sse_messages(text: str) -> list[dict[str, Any]]:
     return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+
+
+class Logs:
+    """A client's `logging_callback`: the log messages it got, in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[types.LoggingMessageNotificationParams] = []
+
+    async def __call__(self, params: types.LoggingMessageNotificationParams) -> None:
+        self.messages.append(params)
+
+    def seen(self) -> list[tuple[str, object]]:
+        """(level, data) of each message."""
+        return [(message.level, message.data) for message in self.messages]
+
+
+async def wait_for_async(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    with anyio.fail_after(timeout):
+        while not condition():
+            await anyio.sleep(0.05)
+
+
+def text_json(result: types.CallToolResult) -> dict[str, Any]:
+    """A tool result's first content, text holding JSON, parsed."""
+    content = result.content[0]
+    assert isinstance(content, types.TextContent)
+    data: dict[str, Any] = json.loads(content.text)
+    return data

@@ -6,11 +6,9 @@ Upstreams: our fixture server over Streamable HTTP (`web`, relayed raw) and over
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
-import httpx2
 import pytest
 
 from logs.models import RequestLog
@@ -18,7 +16,7 @@ from servers import services
 from servers.discovery import discover
 from servers.models import McpServer
 from tests.conftest import http_fixture_server, hub_env, run_web, wait_for
-from tests.gateway.conftest import Hub, answer, register_fixture
+from tests.gateway.conftest import Hub, modern_rpc, register_fixture
 
 pytestmark = [pytest.mark.slow]
 
@@ -46,25 +44,8 @@ def rpc(
     url: str | None = None,
 ) -> dict[str, Any]:
     """One raw 2026-07-28 request to `path`; its JSON-RPC answer."""
-    meta = {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
-        "io.modelcontextprotocol/clientCapabilities": CAPABILITIES if capabilities is None else capabilities,
-    }
-    headers = {
-        "Authorization": f"Bearer {token or hub.token}",
-        "Content-Type": "application/json",
-        "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": "2026-07-28",
-        "Mcp-Method": method,
-    }
-    name = params.get("uri" if method == "resources/read" else "name")
-    if name is not None:
-        headers["Mcp-Name"] = name
-    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": meta}}
-    response = httpx2.post((url or hub.url) + path, content=json.dumps(body), headers=headers, timeout=60)
-    assert response.status_code in (200, 400), response.text
-    return answer(response)
+    declared = CAPABILITIES if capabilities is None else capabilities
+    return modern_rpc((url or hub.url) + path, token or hub.token, method, params, declared)
 
 
 def elicited(key: str, field: str, value: str) -> dict[str, Any]:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-import anyio
 import mcp_types as types
 import pytest
 
 from servers import services
 from tests.conftest import hub_env, run_web
-from tests.gateway.conftest import Hub, register_fixture
+from tests.gateway.conftest import Hub, Logs, register_fixture, text_json, wait_for_async
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.anyio, pytest.mark.slow]
 
@@ -26,27 +24,6 @@ def hub(transactional_db: None) -> Iterator[Hub]:
         yield Hub(server.url, secret, server)
 
 
-class Logs:
-    def __init__(self) -> None:
-        self.messages: list[types.LoggingMessageNotificationParams] = []
-
-    async def __call__(self, params: types.LoggingMessageNotificationParams) -> None:
-        self.messages.append(params)
-
-
-async def wait_for_async(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    with anyio.fail_after(timeout):
-        while not condition():
-            await anyio.sleep(0.05)
-
-
-def _result(result: types.CallToolResult) -> dict[str, object]:
-    content = result.content[0]
-    assert isinstance(content, types.TextContent)
-    data: dict[str, object] = json.loads(content.text)
-    return data
-
-
 @pytest.mark.parametrize(
     "path,tool,logger",
     [
@@ -59,7 +36,7 @@ async def test_log_messages_of_a_call_reach_its_client(hub: Hub, path: str, tool
     logs = Logs()
     async with hub.client(path, mode="legacy", logging_callback=logs) as client:
         result = await client.call_tool(tool, {"count": 3})
-        assert _result(result)["sent"] == 3
+        assert text_json(result)["sent"] == 3
         await wait_for_async(lambda: len(logs.messages) == 3, what="three log messages")
     assert [(m.level, m.logger, m.data) for m in logs.messages] == [
         ("debug", logger, {"line": 0}),
@@ -76,6 +53,6 @@ async def test_set_level_is_forwarded_and_filters(hub: Hub) -> None:
             types.SetLevelRequest(params=types.SetLevelRequestParams(level="warning")), types.EmptyResult
         )
         result = await client.call_tool("log", {"count": 3})
-        assert _result(result) == {"level": "warning", "sent": 1}  # the upstream was told
+        assert text_json(result) == {"level": "warning", "sent": 1}  # the upstream was told
         await wait_for_async(lambda: len(logs.messages) == 1, what="one log message")
     assert [m.level for m in logs.messages] == ["warning"]
