@@ -25,11 +25,11 @@ def offered(entry: ServerEntry) -> dict[str, Any]:
     return {feature: {} for feature, items in listed.items() if items}
 
 
-def advertised(capabilities: dict[str, Any], servers: Iterable[ServerEntry], modern: bool) -> dict[str, Any]:
+def advertised(capabilities: dict[str, Any], servers: Iterable[ServerEntry]) -> dict[str, Any]:
     """The hub's `capabilities` (wire JSON, as the SDK derived them) cut to what `servers` offer.
 
-    `resources.subscribe` only in the handshake era, where the hub forwards subscriptions; a 2026-07-28
-    client would subscribe on `subscriptions/listen`, which carries no resource updates of the hub's yet.
+    `resources.subscribe` when a server offers it, in both eras: the hub forwards `resources/subscribe`
+    (handshake era) and the `resourceSubscriptions` of `subscriptions/listen` (2026-07-28).
     """
     offers = [offered(entry) for entry in servers]
     result = {name: value for name, value in capabilities.items() if name not in FEATURES}
@@ -38,7 +38,7 @@ def advertised(capabilities: dict[str, Any], servers: Iterable[ServerEntry], mod
             result[feature] = dict(capabilities[feature])
     resources = result.get("resources")
     if resources is not None:
-        subscribe = not modern and any(offer.get("resources", {}).get("subscribe") is True for offer in offers)
+        subscribe = any(offer.get("resources", {}).get("subscribe") is True for offer in offers)
         if subscribe:
             resources["subscribe"] = True
         else:

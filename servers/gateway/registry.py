@@ -127,3 +127,18 @@ def _param_header_maps(tools: Iterable[dict[str, Any]], names: dict[str, str]) -
         if find_invalid_x_mcp_header(schema) is None and (header_map := x_mcp_header_map(schema)):
             maps[names[tool["name"]]] = header_map
     return maps
+
+
+LISTS = ("tools", "prompts", "resources")
+
+
+def changed_lists(old: Snapshot, new: Snapshot) -> list[tuple[int, str]]:
+    """(server id, "tools" | "prompts" | "resources") for each list that differs between two snapshots."""
+    changes = []
+    for slug in old.servers.keys() | new.servers.keys():
+        before, after = old.servers.get(slug), new.servers.get(slug)
+        server_id = (after or before).id  # type: ignore[union-attr]  # one of them is there
+        for kind in LISTS:
+            if (getattr(before, kind, None) or None) != (getattr(after, kind, None) or None):  # absent = empty
+                changes.append((server_id, kind))
+    return changes

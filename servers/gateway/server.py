@@ -14,8 +14,8 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -27,10 +27,10 @@ from mcp.server import InitializationOptions, NotificationOptions, Server
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.session import ServerSession
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.inbound import mcp_param_headers
+from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import SERVER_INFO_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -42,14 +42,14 @@ from servers.gateway import instances, metrics, rounds, tasks
 from servers.gateway.breaker import CircuitBreaker, request_health_check
 from servers.gateway.capabilities import advertised
 from servers.gateway.held_calls import HeldCalls
+from servers.gateway.listen import LIST_EVENTS, Audience, Change, HubListen
 from servers.gateway.log_levels import LogLevels
 from servers.gateway.names import public_uri, split_uri
 from servers.gateway.recorder import CallRecorder, live_tail
-from servers.gateway.registry import ServerEntry, Snapshot, build_snapshot
+from servers.gateway.registry import ServerEntry, Snapshot, build_snapshot, changed_lists
 from servers.gateway.scope import CURRENT_SLUG, Ctx, RequestScope
 from servers.gateway.subscriptions import Subscriptions
 from servers.hooks import django_hooks
-from servers.tokens import TokenInfo
 from servers.upstream.errors import UpstreamError, UpstreamOverloaded, UpstreamTimeout
 from servers.upstream.interface import Upstream
 from servers.upstream.log_routes import logging_to, set_hub_level
@@ -70,6 +70,14 @@ T = TypeVar("T")
 REFRESH_SECONDS = 1.0
 SNAPSHOT_MAX_AGE = 30.0
 MAX_REMEMBERED_SESSIONS = 10_000
+# An upstream's list change is announced once the re-listing is stored, or after this long if it takes
+# longer (or waits for MCPHUB_RELIST_MIN_INTERVAL): a client hears soon, and again once the lists changed.
+ANNOUNCE_WITHIN = 0.5
+SEND_LIST_CHANGED: dict[str, Callable[[ServerSession], Awaitable[None]]] = {
+    "tools": ServerSession.send_tool_list_changed,
+    "prompts": ServerSession.send_prompt_list_changed,
+    "resources": ServerSession.send_resource_list_changed,
+}
 
 
 class HubServer(Server[Any]):
@@ -145,13 +153,14 @@ class Gateway:
         self.breaker = CircuitBreaker()
         # Handshake-era sessions by Mcp-Session-Id (strong references: a request's ctx.session is
         # otherwise collected when the request ends). Pruned when a send fails; bounded.
-        self._downstream: dict[str, tuple[ServerSession, TokenInfo]] = {}
-        self._bus = InMemorySubscriptionBus()
+        self._downstream: dict[str, tuple[ServerSession, RequestScope]] = {}
         self._snapshot_at = 0.0
         self._rediscovering: set[int] = set()
         self._rediscover_again: set[int] = set()
         self._relisted_at: dict[int, float] = {}  # server id -> monotonic start of its last re-listing
-        self._listen = ListenHandler(self._bus)
+        self._pass_done: dict[int, anyio.Event] = {}  # server id -> set when its next re-listing pass is stored
+        self._announced_at: dict[tuple[int, str], float] = {}  # (server id, list kind) -> monotonic
+        self._listen = HubListen(self._listen_audience)
         self.log_levels = LogLevels()
         self.subscriptions = Subscriptions()
         self.held_calls = HeldCalls()
@@ -201,9 +210,9 @@ class Gateway:
         async with anyio.create_task_group() as tasks:
             live = await tasks.start(live_tail.run)
             hooks = replace(
-                django_hooks(tasks.start_soon, self._on_upstream_tools_changed),
+                django_hooks(tasks.start_soon),
                 on_resource_updated=self._on_upstream_resource_updated,
-                on_variant_tools_changed=self._on_upstream_tools_changed,
+                on_list_changed=self._on_upstream_list_changed,
             )
             async with upstream_manager(hooks, servers_conf().pool) as upstreams, self.session_manager.run():
                 self.upstreams = upstreams
@@ -246,7 +255,7 @@ class Gateway:
             transport.close_standalone_sse_stream()
 
     async def refresh(self, force: bool = False) -> None:
-        """Reload the snapshot when the registry version moved; tell clients when the tool set changed.
+        """Reload the snapshot when the registry version moved; tell clients which servers' lists changed.
 
         Without Redis or PostgreSQL the previous snapshot stays (logged once per outage, not per try).
         """
@@ -267,17 +276,20 @@ class Gateway:
             return
         outages.database.succeeded()
         self._snapshot_at = time.monotonic()
-        if old.version >= 0 and old.tool_signature() != self.snapshot.tool_signature():
-            await self._announce_tools_changed()
+        if old.version >= 0:
+            for server_id, kind in changed_lists(old, self.snapshot):
+                await self._announce(server_id, kind)
 
-    def _on_upstream_tools_changed(self, server_id: int, variant: str = "") -> None:
+    def _on_upstream_list_changed(self, server_id: int, kind: str, variant: str) -> None:
         # Called from the upstream's message handler: re-list in the background, through the live session
-        # that heard the change (a handshake variant's stdio process has a list of its own).
+        # that heard the change (a handshake variant's stdio process has a list of its own), and announce.
         upstreams = self.upstreams
         pools = upstreams.running_pools(server_id) if upstreams is not None else []
         pool = next((pool for pool in pools if pool.config.variant == variant), None)
         if upstreams is None or pool is None:
             return
+        relisted = self._pass_done.setdefault(server_id, anyio.Event())
+        upstreams.start_soon(self._announce_heard, server_id, kind, relisted)
         if server_id in self._rediscovering:
             self._rediscover_again.add(server_id)  # coalesced: one more pass after the running one
             return
@@ -296,24 +308,39 @@ class Gateway:
                 await anyio.sleep(max(0.0, servers_conf().relist_min_interval - since))
                 self._rediscover_again.discard(server_id)
                 self._relisted_at[server_id] = time.monotonic()
-                logger.info("server %s announced a tool list change; re-listing", server_id)
+                done = self._pass_done.pop(server_id, None)  # the changes heard so far: this pass covers them
+                logger.info("server %s announced a list change; re-listing", server_id)
                 try:
                     await rediscover_live(server_id, session)
                     await self.refresh(force=True)
                 except Exception:
                     logger.exception("re-discovery of server %s after list_changed failed", server_id)
+                if done is not None:
+                    done.set()
                 if server_id not in self._rediscover_again:
                     break
         finally:
             self._rediscovering.discard(server_id)
 
-    async def _announce_tools_changed(self) -> None:
-        logger.info("tool list changed; telling %d connected sessions", len(self._downstream))
-        await self._bus.publish(ToolsListChanged())
-        for session_id, (session, _token) in list(self._downstream.items()):
+    async def _announce_heard(self, server_id: int, kind: str, relisted: anyio.Event) -> None:
+        """Announce a change an upstream announced, once re-listed (bounded); unless the re-listing's
+        refresh already announced it."""
+        heard = time.monotonic()
+        with anyio.move_on_after(ANNOUNCE_WITHIN):
+            await relisted.wait()
+        if self._announced_at.get((server_id, kind), -math.inf) < heard:
+            await self._announce(server_id, kind)
+
+    async def _announce(self, server_id: int, kind: str) -> None:
+        """Tell the clients that see this server that its `kind` list changed: listen streams, handshake sessions."""
+        self._announced_at[(server_id, kind)] = time.monotonic()
+        await self._listen.publish(Change(server_id, LIST_EVENTS[kind]))
+        for session_id, (session, scope) in list(self._downstream.items()):
+            if not self._sees(scope, server_id):
+                continue
             try:
                 with anyio.fail_after(5):
-                    await session.send_tool_list_changed()
+                    await SEND_LIST_CHANGED[kind](session)
             except Exception:
                 self._downstream.pop(session_id, None)  # that client has gone
 
@@ -322,7 +349,7 @@ class Gateway:
         if session_id and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             if session_id not in self._downstream and len(self._downstream) >= MAX_REMEMBERED_SESSIONS:
                 self._downstream.pop(next(iter(self._downstream)))  # forget the oldest
-            self._downstream[session_id] = (ctx.session, RequestScope.of(ctx).token)
+            self._downstream[session_id] = (ctx.session, RequestScope.of(ctx))
         return await call_next(ctx)
 
     async def _advertise(self, ctx: Ctx, call_next: CallNext) -> HandlerResult:
@@ -331,9 +358,7 @@ class Gateway:
         if ctx.method in ("initialize", "server/discover") and isinstance(result, dict):
             capabilities = result.get("capabilities")
             if isinstance(capabilities, dict):
-                visible = self._visible(RequestScope.of(ctx))
-                modern = ctx.method == "server/discover"
-                result["capabilities"] = advertised(capabilities, visible, modern)
+                result["capabilities"] = advertised(capabilities, self._visible(RequestScope.of(ctx)))
         return result
 
     def _sessions_allowed_on(self, slug: str) -> list[Requester]:
@@ -342,9 +367,15 @@ class Gateway:
         if entry is None:
             return []
         sessions = reversed(self._downstream.values())
-        return [Requester(session, owner=token.id) for session, token in sessions if token.allows(entry.id)]
+        return [Requester(session, owner=scope.token.id) for session, scope in sessions if scope.token.allows(entry.id)]
 
     # --- what a request may see ----------------------------------------------------------
+
+    def _sees(self, scope: RequestScope, server_id: int) -> bool:
+        """Whether a client of this scope sees this server (its changes are announced to it)."""
+        if not scope.token.allows(server_id):
+            return False
+        return scope.slug is None or getattr(self.snapshot.servers.get(scope.slug), "id", None) == server_id
 
     def _visible(self, scope: RequestScope) -> list[ServerEntry]:
         if scope.slug is not None:
@@ -754,10 +785,14 @@ class Gateway:
         if found is None:
             raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {uri}")
         entry, original = found
-        request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=original))
-        await self._send(ctx, scope, entry, f"subscribe:{original}", request, types.EmptyResult)
+        pool = await self._upstream_for(ctx, entry)
+        if pool.protocol_version not in MODERN_PROTOCOL_VERSIONS:  # a 2026-07-28 server has no such request
+            # Sent here so that the server's own answer (an unknown resource...) reaches the client; the watch
+            # then keeps it subscribed on every connection, across reconnects (servers.upstream.watch; idempotent).
+            request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=original))
+            await self._send(ctx, scope, entry, f"subscribe:{original}", request, types.EmptyResult)
         try:
-            self.subscriptions.add(entry.id, original, session_id, ctx.session, uri)
+            self.subscriptions.add(entry.id, original, session_id, ctx.session, uri, pool.watch)
         except OverflowError as exc:
             raise MCPError(types.INTERNAL_ERROR, str(exc)) from exc
         return types.EmptyResult()
@@ -770,7 +805,10 @@ class Gateway:
         if found is None or session_id is None:
             raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {uri}")
         entry, original = found
-        if self.subscriptions.remove(entry.id, original, session_id):
+        if not self.subscriptions.remove(entry.id, original, session_id):
+            return types.EmptyResult()
+        if (await self._upstream_for(ctx, entry)).protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            # Sent now, so that no update follows the answer; the watch sends it too (idempotent).
             request = types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=original))
             await self._send(ctx, scope, entry, f"unsubscribe:{original}", request, types.EmptyResult)
         return types.EmptyResult()
@@ -779,6 +817,36 @@ class Gateway:
         # Called from the upstream's message handler: fan out in the background.
         if self.upstreams is not None:
             self.upstreams.start_soon(self.subscriptions.updated, server_id, uri)
+            self.upstreams.start_soon(self._listen.publish, Change(server_id, ResourceUpdated(uri)))
+
+    @contextmanager
+    def _listen_audience(self, ctx: Ctx, requested: types.SubscriptionFilter) -> Iterator[Audience]:
+        """What a listen stream hears (servers.gateway.listen); its resources watched upstream while it is open.
+
+        Honored: every list kind asked for, and the resources of servers this scope sees.
+        """
+        scope = RequestScope.of(ctx)
+        uris: dict[tuple[int, str], str] = {}
+        watched = []
+        for uri in requested.resource_subscriptions or ():
+            found = self._find_resource(scope, uri)
+            if found is not None and self.upstreams is not None:
+                entry, original = found
+                uris[(entry.id, original)] = uri
+                watched.append((self.upstreams.pool(entry.config).watch, original))
+        honored = types.SubscriptionFilter(
+            tools_list_changed=requested.tools_list_changed or None,
+            prompts_list_changed=requested.prompts_list_changed or None,
+            resources_list_changed=requested.resources_list_changed or None,
+            resource_subscriptions=list(uris.values()) or None,
+        )
+        for watch, original in watched:
+            watch.add(original)
+        try:
+            yield Audience(honored, lambda server_id: self._sees(scope, server_id), uris)
+        finally:
+            for watch, original in watched:
+                watch.discard(original)
 
     # --- what the upstreams ask of the client, and logging ----------------------------------------
 

@@ -1,7 +1,8 @@
 """`resources/subscribe` through the hub: who subscribed to which upstream resource, and where updates go.
 
 An upstream connection is shared by every downstream client, so the hub subscribes
-upstream once per resource and fans `notifications/resources/updated` out to the
+upstream once per resource (the resource is added to the connection's watch, which keeps
+it subscribed across reconnects) and fans `notifications/resources/updated` out to the
 downstream sessions that subscribed, under the URI each of them used (`/mcp` sees
 `mcphub+<slug>:<uri>`, `/mcp/<slug>/` the original). The last unsubscribe
 unsubscribes upstream. A session whose sends fail is forgotten.
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 import anyio
 from mcp.server.session import ServerSession
+
+from servers.upstream.watch import ResourceWatch
 
 logger = logging.getLogger(__name__)
 
@@ -31,23 +34,36 @@ class Subscriptions:
 
     def __init__(self) -> None:
         self._by_resource: dict[tuple[int, str], set[Subscriber]] = {}
+        self._watches: dict[tuple[int, str], ResourceWatch] = {}  # the watch holding each resource upstream
         self._sessions: dict[str, ServerSession] = {}
 
-    def add(self, server_id: int, uri: str, session_id: str, session: ServerSession, public_uri: str) -> None:
+    def add(
+        self, server_id: int, uri: str, session_id: str, session: ServerSession, public_uri: str, watch: ResourceWatch
+    ) -> None:
         if sum(len(s) for s in self._by_resource.values()) >= MAX_SUBSCRIPTIONS:
             raise OverflowError("too many resource subscriptions")
-        self._by_resource.setdefault((server_id, uri), set()).add(Subscriber(session_id, public_uri))
+        key = (server_id, uri)
+        self._by_resource.setdefault(key, set()).add(Subscriber(session_id, public_uri))
         self._sessions[session_id] = session
+        if key not in self._watches:
+            self._watches[key] = watch
+            watch.add(uri)
 
     def remove(self, server_id: int, uri: str, session_id: str) -> bool:
-        """Forget this session's subscription; True when nobody is subscribed to the resource any more."""
+        """Forget this session's subscription; True when the resource is no longer watched upstream at all."""
         subscribers = self._by_resource.get((server_id, uri), set())
         for subscriber in [s for s in subscribers if s.session_id == session_id]:
             subscribers.discard(subscriber)
-        if not subscribers:
-            self._by_resource.pop((server_id, uri), None)
-            return True
-        return False
+        return not subscribers and self._drop((server_id, uri))
+
+    def _drop(self, key: tuple[int, str]) -> bool:
+        """Release the resource's watch; True when nobody else (a listen stream) watches it there."""
+        self._by_resource.pop(key, None)
+        watch = self._watches.pop(key, None)
+        if watch is None:
+            return False
+        watch.discard(key[1])
+        return key[1] not in watch.uris
 
     async def updated(self, server_id: int, uri: str) -> None:
         """Tell every subscriber of this resource (on its session's standalone stream)."""
@@ -67,4 +83,4 @@ class Subscriptions:
         for key, subscribers in list(self._by_resource.items()):
             subscribers.difference_update({s for s in subscribers if s.session_id == session_id})
             if not subscribers:
-                del self._by_resource[key]
+                self._drop(key)

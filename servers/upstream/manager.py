@@ -21,6 +21,7 @@ from servers.upstream.config import UpstreamConfig
 from servers.upstream.eras import HANDSHAKE, EraVariants
 from servers.upstream.pool import PoolSettings, UpstreamPool
 from servers.upstream.session import SessionHooks
+from servers.upstream.watch import ResourceWatch
 
 Args = TypeVarTuple("Args")
 
@@ -34,6 +35,7 @@ class UpstreamManager:
         self._pool_settings = pool_settings or PoolSettings()
         self._pools: dict[int, UpstreamPool] = {}
         self._variants = EraVariants()
+        self._watches: dict[tuple[int, str], ResourceWatch] = {}
 
     def pool(self, config: UpstreamConfig) -> UpstreamPool:
         """The live pool for this server, started or replaced as needed."""
@@ -55,8 +57,12 @@ class UpstreamManager:
             variant = self._variants.pools[config.id] = self._start(config.in_era(HANDSHAKE))
         return variant if await self._variants.settled(variant) else primary
 
+    def watch(self, config: UpstreamConfig) -> ResourceWatch:
+        """The resources this server's connections of `config.variant` report updates of (kept across pools)."""
+        return self._watches.setdefault((config.id, config.variant), ResourceWatch())
+
     def _start(self, config: UpstreamConfig) -> UpstreamPool:
-        pool = UpstreamPool(config, self._hooks, self._pool_settings)
+        pool = UpstreamPool(config, self._hooks, self._pool_settings, self.watch(config))
         name = f"upstream:{config.slug}" + (f"({config.variant})" if config.variant else "")
         self._task_group.start_soon(pool.run, name=name)
         return pool

@@ -31,6 +31,7 @@ from servers.upstream.errors import UpstreamCrashed, UpstreamError, UpstreamTime
 from servers.upstream.interface import ProgressCallback, ResultT, Upstream
 from servers.upstream.session import SessionHooks, SessionStats, UpstreamSession, describe, idle_expired
 from servers.upstream.stdio import ProcessInfo
+from servers.upstream.watch import ResourceWatch
 
 logger = logging.getLogger(__name__)
 
@@ -130,10 +131,15 @@ class PoolInstance:
 
 class UpstreamPool(Upstream):
     def __init__(
-        self, config: UpstreamConfig, hooks: SessionHooks | None = None, settings: PoolSettings | None = None
+        self,
+        config: UpstreamConfig,
+        hooks: SessionHooks | None = None,
+        settings: PoolSettings | None = None,
+        watch: ResourceWatch | None = None,
     ) -> None:
         self.config = config
         self.hooks = hooks or SessionHooks()
+        self.watch = watch or ResourceWatch()  # every instance reports updates of these resources
         self.settings = settings or PoolSettings()
         self.policy = make_policy(config.balancing_policy)
         self._instances: list[PoolInstance] = []
@@ -169,7 +175,7 @@ class UpstreamPool(Upstream):
             config = replace(self.config.single(), url=label)
         if self.config.variant:
             label += f" ({self.config.variant})"  # told apart from the main pool's instance in rows and metrics
-        instance = PoolInstance(index, label, UpstreamSession(config, self.hooks))
+        instance = PoolInstance(index, label, UpstreamSession(config, self.hooks, self.watch))
         self._instances.append(instance)
         self._instances.sort(key=lambda member: member.index)
         if self._task_group is not None:
@@ -261,7 +267,8 @@ class UpstreamPool(Upstream):
             instance.probing = False
 
     def _idle_expired(self) -> bool:
-        return idle_expired(self.config, self._load(), self._last_used)
+        # A subscribed resource keeps its server running: a stopped process reports no updates.
+        return idle_expired(self.config, self._load(), self._last_used) and not self.watch.uris
 
     # --- autoscaling ---------------------------------------------------------------------------
 

@@ -24,6 +24,14 @@ import anyio
 import anyio.abc
 import mcp_types as types
 from mcp import Client, MCPError
+from mcp.shared.subscriptions import (
+    SUBSCRIPTION_ID_META_KEY,
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ServerEvent,
+    ToolsListChanged,
+)
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
@@ -36,6 +44,7 @@ from servers.upstream.interface import ProgressCallback, Upstream
 from servers.upstream.raw import handshake_request, send_raw
 from servers.upstream.requester import ClientRelay
 from servers.upstream.stdio import ProcessInfo, stdio_transport
+from servers.upstream.watch import ResourceWatch
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +57,16 @@ POLL_INTERVAL = 0.25
 LISTEN_ACK_WAIT = 2.0
 # How long a new handshake-era connection waits for its `logging/setLevel` answer before serving calls.
 SET_LEVEL_WAIT = 2.0
+
+# A list change, as a listen-stream event and as a handshake-era notification: the kind the hooks are told.
+LIST_KINDS: dict[type, str] = {
+    ToolsListChanged: "tools",
+    PromptsListChanged: "prompts",
+    ResourcesListChanged: "resources",
+    types.ToolListChangedNotification: "tools",
+    types.PromptListChangedNotification: "prompts",
+    types.ResourceListChangedNotification: "resources",
+}
 
 T = TypeVar("T")
 ResultT = TypeVar("ResultT", bound=BaseModel)
@@ -63,12 +82,13 @@ class SessionHooks:
 
     on_era: Callable[[int, str, str], None] = _noop  # server id, era, protocol version
     on_stderr: Callable[[int, list[str]], None] = _noop  # server id, lines
-    on_tools_changed: Callable[[int], None] = _noop  # server id
+    on_tools_changed: Callable[[int], None] = _noop  # server id (the main connection's tool list changes only)
     on_restart: Callable[[int, str], None] = _noop  # server id, reason
     on_scale: Callable[[int, int, int, str], None] = _noop  # server id, from, to instances, reason (pools)
-    on_resource_updated: Callable[[int, str], None] = _noop  # server id, uri (resources/subscribe)
-    # server id, variant: a list change heard on a variant's connection (for stdio, a process of its own)
-    on_variant_tools_changed: Callable[[int, str], None] = _noop
+    on_resource_updated: Callable[[int, str], None] = _noop  # server id, uri (a watched resource)
+    # server id, "tools" | "prompts" | "resources", variant ("" for the main connection; a variant's stdio
+    # connection is a process of its own, with lists of its own)
+    on_list_changed: Callable[[int, str, str], None] = _noop
 
 
 @dataclass
@@ -98,12 +118,20 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 
 
+def _on_listen_stream(message: Any) -> bool:
+    meta = getattr(getattr(message, "params", None), "meta", None)
+    return isinstance(meta, dict) and SUBSCRIPTION_ID_META_KEY in meta
+
+
 class UpstreamSession(Upstream):
     """One connection; `affinity` is accepted and ignored (it picks among a pool's instances)."""
 
-    def __init__(self, config: UpstreamConfig, hooks: SessionHooks | None = None) -> None:
+    def __init__(
+        self, config: UpstreamConfig, hooks: SessionHooks | None = None, watch: ResourceWatch | None = None
+    ) -> None:
         self.config = config
         self.hooks = hooks or SessionHooks()
+        self.watch = watch or ResourceWatch()
         self.stats = SessionStats()
         self.process = ProcessInfo()
         self.state = "connecting"  # connecting | connected | backoff | stopped
@@ -140,8 +168,11 @@ class UpstreamSession(Upstream):
                     with anyio.CancelScope(deadline=anyio.current_time() + self.config.connect_timeout) as scope:
                         async with self._new_client() as client, anyio.create_task_group() as listeners:
                             scope.deadline = math.inf  # connected: optional start-up steps never gate it
-                            if era_of(client.protocol_version) == "stateless" and self._announces_changes(client):
-                                await self._start_listening(listeners, client)
+                            if era_of(client.protocol_version) == "stateless":
+                                if self._announces_changes(client):
+                                    await self._start_listening(listeners, client)
+                            elif self._takes_subscriptions(client):
+                                await self._start_subscribing(listeners, client)
                             self._log_level = None  # a new connection has the server's default level
                             with anyio.move_on_after(min(SET_LEVEL_WAIT, self.config.call_timeout)):
                                 await self._apply_log_level(client)
@@ -235,11 +266,22 @@ class UpstreamSession(Upstream):
 
     @staticmethod
     def _announces_changes(client: Client) -> bool:
-        tools = client.server_capabilities.tools
-        return bool(tools and tools.list_changed)
+        caps = client.server_capabilities
+        return any(
+            (
+                caps.tools and caps.tools.list_changed,
+                caps.prompts and caps.prompts.list_changed,
+                caps.resources and (caps.resources.list_changed or caps.resources.subscribe),
+            )
+        )
+
+    @staticmethod
+    def _takes_subscriptions(client: Client) -> bool:
+        resources = client.server_capabilities.resources
+        return bool(resources and resources.subscribe)
 
     async def _start_listening(self, listeners: anyio.abc.TaskGroup, client: Client) -> None:
-        """Subscribe to list changes, waiting a little for the acknowledgement, never for long.
+        """Subscribe to list changes and watched resources, waiting a little for the acknowledgement, never for long.
 
         Waiting lets a change made by the first call reach us; not waiting longer keeps a server
         that announces `tools.listChanged` but never acknowledges `subscriptions/listen` usable
@@ -253,32 +295,100 @@ class UpstreamSession(Upstream):
             self._listen_unacknowledged_logged = True  # once per upstream, not once per reconnect
             logger.warning(
                 "upstream %s: subscriptions/listen not acknowledged within %g s; calls go on, "
-                "tool list changes are picked up by the scheduled discovery",
+                "list changes are picked up by the scheduled discovery",
                 self.config.slug,
                 LISTEN_ACK_WAIT,
             )
 
     async def _listen_for_changes(self, client: Client, acknowledged: anyio.Event) -> None:
-        """2026-07-28 servers announce list changes only on a `subscriptions/listen` stream."""
-        try:
-            async with client.listen(tools_list_changed=True) as subscription:
+        """2026-07-28 servers announce changes only on a `subscriptions/listen` stream, whose filter is fixed:
+        when the watched resources change, a stream with the new set opens before the old one closes."""
+        streams: list[anyio.CancelScope] = []
+        async with anyio.create_task_group() as group:
+            while True:
+                change = self.watch.next_change()
+                try:
+                    stream = await group.start(self._listen_once, client, self.watch.uris)
+                except Exception:  # not acknowledged: logged by `_listen_once`
+                    return
                 acknowledged.set()
-                async for _event in subscription:
-                    self.hooks.on_tools_changed(self.config.id)
-        except Exception as exc:
-            # Not fatal: calls still work; the list is refreshed by the next discovery.
-            logger.info("upstream %s: change subscription ended: %s", self.config.slug, describe(exc))
+                for old in streams:
+                    old.cancel()
+                streams = [stream]
+                await change.wait()
+
+    async def _listen_once(
+        self, client: Client, uris: frozenset[str], *, task_status: anyio.abc.TaskStatus[anyio.CancelScope]
+    ) -> None:
+        caps = client.server_capabilities
+        with anyio.CancelScope() as scope:
+            try:
+                async with client.listen(
+                    tools_list_changed=bool(caps.tools and caps.tools.list_changed),
+                    prompts_list_changed=bool(caps.prompts and caps.prompts.list_changed),
+                    resources_list_changed=bool(caps.resources and caps.resources.list_changed),
+                    resource_subscriptions=sorted(uris) if self._takes_subscriptions(client) else (),
+                ) as subscription:
+                    task_status.started(scope)
+                    async for event in subscription:
+                        self._heard(event)
+            except Exception as exc:
+                # Not fatal: calls still work; lists are refreshed by the next discovery.
+                logger.info("upstream %s: change subscription ended: %s", self.config.slug, describe(exc))
+
+    async def _start_subscribing(self, listeners: anyio.abc.TaskGroup, client: Client) -> None:
+        """Subscribe to the watched resources, waiting (a little) for that before serving calls."""
+        subscribed = anyio.Event()
+        listeners.start_soon(self._keep_subscribed, client, subscribed)
+        with anyio.move_on_after(min(LISTEN_ACK_WAIT, self.config.connect_timeout)):
+            await subscribed.wait()
+
+    async def _keep_subscribed(self, client: Client, subscribed: anyio.Event) -> None:
+        """Handshake era: `resources/subscribe` each watched resource on this connection (again after a
+        reconnect: a new connection starts with none), `resources/unsubscribe` the ones no longer watched."""
+        applied: set[str] = set()
+        while True:
+            change = self.watch.next_change()
+            wanted = self.watch.uris
+            for uri in sorted(wanted - applied):
+                if await self._send_subscription(
+                    client, types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri))
+                ):
+                    applied.add(uri)
+            for uri in sorted(applied - wanted):
+                applied.discard(uri)
+                params = types.UnsubscribeRequestParams(uri=uri)
+                await self._send_subscription(client, types.UnsubscribeRequest(params=params))
+            subscribed.set()
+            await change.wait()
+
+    async def _send_subscription(self, client: Client, request: types.ClientRequest) -> bool:
+        try:
+            with anyio.fail_after(self.config.call_timeout + 5):
+                await client.session.send_request(request, types.EmptyResult)
+        except Exception as exc:  # the server refused it or is going away: the next change tries again
+            logger.info("upstream %s: %s failed: %s", self.config.slug, request.method, describe(exc))
+            return False
+        return True
+
+    def _heard(self, event: ServerEvent | types.ServerNotification) -> None:
+        """A change the server announced, on a listen stream (an event) or as a handshake-era notification."""
+        if isinstance(event, ResourceUpdated | types.ResourceUpdatedNotification):
+            uri = event.uri if isinstance(event, ResourceUpdated) else str(event.params.uri)
+            self.hooks.on_resource_updated(self.config.id, uri)
+            return
+        kind = LIST_KINDS.get(type(event))
+        if kind is None:
+            return
+        self.hooks.on_list_changed(self.config.id, kind, self.config.variant)
+        if kind == "tools" and not self.config.variant:
+            self.hooks.on_tools_changed(self.config.id)
 
     async def _on_message(self, message: Any) -> None:
-        if isinstance(message, types.ToolListChangedNotification):
-            if self.config.variant:
-                self.hooks.on_variant_tools_changed(self.config.id, self.config.variant)
-            else:
-                self.hooks.on_tools_changed(self.config.id)
-        elif isinstance(message, types.ResourceUpdatedNotification):
-            self.hooks.on_resource_updated(self.config.id, str(message.params.uri))
-        elif isinstance(message, types.ElicitCompleteNotification):
+        if isinstance(message, types.ElicitCompleteNotification):
             await self.relay.elicitation_complete(message.params.elicitation_id)
+        elif not _on_listen_stream(message):  # those are heard through the subscription (the SDK tees them here)
+            self._heard(message)
 
     def request_reconnect(self, reason: str, immediate: bool = False) -> None:
         """End the current connection; reconnect after the backoff, or at once when nothing is wrong upstream."""

@@ -57,15 +57,7 @@ def gap_report(requirements: str, direct: Checks, through_hub: Checks) -> tuple[
 
 # Checks the hub is known to lose, each with why: listed in the README, and removed once fixed
 # (a listed check that passes through the hub fails this test, as a stale entry).
-KNOWN_GAPS: dict[str, dict[tuple[str, str], str]] = {
-    "2026-07-28": {
-        ("server-stateless", f"sep-2575-server-sends-{kind}-list-changed-on-subscription"): (
-            f"SHOULD: an upstream's {kind} change reaches a hub listen stream only after the re-listing and the "
-            "snapshot refresh (seconds), and prompt changes are not announced on listen streams yet"
-        )
-        for kind in ("tools", "prompts")
-    },
-}
+KNOWN_GAPS: dict[str, dict[tuple[str, str], str]] = {}
 
 
 TASKS = "tasks-"  # the scenarios of the tasks extension (SEP-2663)

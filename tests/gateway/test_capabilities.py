@@ -55,5 +55,5 @@ async def test_a_client_is_told_only_what_its_servers_offer(
     assert set(advertised) == expected
     assert advertised["tools"]["list_changed"] is True  # the hub announces tool list changes itself
     if "resources" in expected:
-        # Forwarded in the handshake era; a 2026-07-28 listen stream carries no resource updates of the hub's.
-        assert advertised["resources"].get("subscribe", False) is (mode == "legacy")
+        # Forwarded in the handshake era, on subscriptions/listen in 2026-07-28 (test_listen.py).
+        assert advertised["resources"].get("subscribe") is True

@@ -1,4 +1,4 @@
-"""An upstream's notifications/tools/list_changed reaches clients connected to /mcp."""
+"""An upstream's list changes reach clients connected to /mcp (2026-07-28 listen streams: test_listen.py)."""
 
 from __future__ import annotations
 
@@ -29,11 +29,27 @@ async def test_upstream_list_changed_reaches_the_client_and_the_new_tool_is_call
         await client.call_tool("fixture__change_tools", {})
         with anyio.fail_after(30):
             await changed.wait()
-        tools = {tool.name for tool in (await client.list_tools()).tools}
+            # Announced once re-listed, or at most ANNOUNCE_WITHIN later (then again when listed).
+            while "fixture__extra_1" not in {tool.name for tool in (await client.list_tools()).tools}:
+                await anyio.sleep(0.2)
         result = await client.call_tool("fixture__extra_1", {"x": 1})
 
-    assert "fixture__extra_1" in tools
     assert result.is_error is not True
+
+
+async def test_a_prompt_list_change_reaches_a_handshake_era_client(hub: Hub) -> None:
+    changed = anyio.Event()
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, types.PromptListChangedNotification):
+            changed.set()
+
+    async with hub.client(mode="legacy", message_handler=on_message) as client:
+        await client.call_tool("fixture__change_prompts", {})
+        with anyio.fail_after(30):
+            await changed.wait()
+            while "fixture__extra_prompt_1" not in {prompt.name for prompt in (await client.list_prompts()).prompts}:
+                await anyio.sleep(0.2)
 
 
 async def upstream_listings(client: Client) -> dict[str, Any]:

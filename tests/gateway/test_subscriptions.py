@@ -70,3 +70,20 @@ async def test_subscribing_to_an_unknown_server_is_invalid_params(hub: Hub) -> N
     async with hub.client("/mcp", mode="legacy") as client:
         with pytest.raises(Exception, match="Unknown resource"):
             await client.subscribe_resource("mcphub+nope:fixture://hello")
+
+
+async def test_a_subscription_is_renewed_after_the_server_restarts(hub: Hub) -> None:
+    subscriber = Updates()
+    async with (
+        hub.client("/mcp/legacy/", mode="legacy", message_handler=subscriber) as client,
+        hub.client("/mcp/legacy/", mode="legacy") as other,
+    ):
+        await client.subscribe_resource("fixture://hello")
+        await other.call_tool("crash", {})  # the server process exits; the hub starts a new one
+        with anyio.fail_after(60):
+            while True:  # the new process says whom it has subscribed
+                result = await other.call_tool("touch", {"uri": "fixture://hello"})
+                if not result.is_error and _subscribed(result) == ["fixture://hello"]:
+                    break
+                await anyio.sleep(0.5)
+        await wait_until(lambda: "fixture://hello" in subscriber.uris)

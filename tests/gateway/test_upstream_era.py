@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import mcp_types as types
 import pytest
 
@@ -103,6 +104,26 @@ async def test_resources_subscribe_through_the_handshake_connection(hub: Hub) ->
         await wait_until(lambda: subscriber.uris == ["fixture://hello"])
         await client.unsubscribe_resource("fixture://hello")
         assert _data(await other.call_tool("touch", {"uri": "fixture://hello"}))["subscribed"] == []
+
+
+async def test_a_handshake_era_client_subscribes_to_a_2026_only_server(hub: Hub) -> None:
+    # The server takes subscriptions only on a listen stream: the hub's carries the resource.
+    subscriber = Updates()
+    async with (
+        hub.client("/mcp/modern/", mode="legacy", message_handler=subscriber) as client,
+        hub.client("/mcp/modern/", mode="legacy") as other,
+    ):
+        await client.subscribe_resource("fixture://hello")
+        with anyio.fail_after(30):  # the hub's listen stream is opened again with it, right after the answer
+            while "fixture://hello" not in subscriber.uris:
+                await other.call_tool("touch", {"uri": "fixture://hello"})
+                await anyio.sleep(0.5)
+        await client.unsubscribe_resource("fixture://hello")
+        with anyio.fail_after(30):  # and again without it: touches are no longer heard
+            while subscriber.uris:
+                subscriber.uris.clear()
+                await other.call_tool("touch", {"uri": "fixture://hello"})
+                await anyio.sleep(1)
 
 
 async def test_a_server_refusing_the_handshake_serves_handshake_clients_on_its_2026_connection(hub: Hub) -> None:
