@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -31,7 +31,6 @@ class Discovered:
     era: str
     protocol_version: str
     capabilities: dict[str, Any] | None = None  # as announced (wire JSON); None: unknown
-    extensions: dict[str, Any] = field(default_factory=dict)  # advertised (SEP-2133): identifier -> settings
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ async def _fetch(session: Upstream) -> Discovered:
     version = session.config.protocol_version if session.config.variant else session.protocol_version
     capabilities = session.server_capabilities
     announced = capabilities.model_dump(mode="json", by_alias=True, exclude_none=True) if capabilities else None
-    return Discovered(tools, resources, prompts, era_of(version), version, announced, session.extensions)
+    return Discovered(tools, resources, prompts, era_of(version), version, announced)
 
 
 @dataclass
@@ -177,7 +176,6 @@ def store(server: McpServer, found: Discovered) -> None:
         era=found.era,
         protocol_version=found.protocol_version,
         capabilities=found.capabilities,
-        extensions=found.extensions,
     )
     transaction.on_commit(lambda: invalidate_tool_cache(server.pk))
 

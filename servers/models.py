@@ -193,8 +193,6 @@ class McpServer(models.Model):
     # The capabilities the server announced at its last discovery (wire JSON; null: not discovered since this
     # was recorded): what the hub advertises to the clients that can see it (servers.gateway.capabilities).
     capabilities = models.JSONField(null=True, blank=True, editable=False)
-    # The extensions the server advertised (SEP-2133: identifier -> settings), e.g. io.modelcontextprotocol/tasks.
-    extensions = models.JSONField(default=dict, blank=True, editable=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNKNOWN)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)

@@ -41,7 +41,7 @@ class ServerEntry:
     # Upstream tool name -> its x-mcp-header map, for tools that mirror arguments into Mcp-Param-* headers.
     param_header_maps: dict[str, dict[tuple[str, ...], str]] = field(default_factory=dict)
     capabilities: dict[str, Any] | None = None  # as the server announced them (None: not known yet)
-    extensions: dict[str, Any] = field(default_factory=dict)  # as the server advertised them at discovery
+    extensions: dict[str, Any] = field(default_factory=dict)  # of `capabilities` (SEP-2133: identifier -> settings)
 
     @property
     def down(self) -> bool:
@@ -115,7 +115,7 @@ def _entry(server: McpServer) -> ServerEntry:
         status_changed_at=server.status_changed_at,
         param_header_maps=_param_header_maps(tools.values(), names),
         capabilities=server.capabilities,
-        extensions=server.extensions or {},
+        extensions=(server.capabilities or {}).get("extensions") or {},
     )
 
 

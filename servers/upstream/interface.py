@@ -35,11 +35,6 @@ class Upstream(Protocol):
         """What the server announced on its live connection (None: not connected)."""
         ...
 
-    @property
-    def extensions(self) -> dict[str, Any]:
-        """The extensions the server advertised (SEP-2133: identifier -> settings)."""
-        ...
-
     async def call_tool(
         self,
         name: str,

@@ -469,13 +469,6 @@ class UpstreamPool(Upstream):
         return next((c for s in self.sessions() if (c := s.server_capabilities) is not None), None)
 
     @property
-    def extensions(self) -> dict[str, Any]:
-        for instance in self._instances:
-            if instance.session.state == "connected":
-                return instance.session.extensions
-        return {}
-
-    @property
     def state(self) -> str:
         """The best state of any instance: connected, connecting, backoff, else stopped."""
         if self._finished:

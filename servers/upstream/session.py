@@ -638,13 +638,6 @@ class UpstreamSession(Upstream):
     def server_capabilities(self) -> types.ServerCapabilities | None:
         return self._client.server_capabilities if self._client is not None else None
 
-    @property
-    def extensions(self) -> dict[str, Any]:
-        """The extensions the connected server advertised (SEP-2133: identifier -> settings); none unconnected."""
-        client = self._client
-        advertised = client.server_capabilities.extensions if client is not None else None
-        return dict(advertised or {})
-
     def _supports(self, capability: str) -> bool:
         client = self._client
         return client is None or getattr(client.server_capabilities, capability, None) is not None

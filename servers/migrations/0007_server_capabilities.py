@@ -2,7 +2,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("servers", "0007_server_extensions")]
+    dependencies = [("servers", "0006_clamp_server_numbers")]
 
     operations = [
         migrations.AddField(
