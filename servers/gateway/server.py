@@ -616,15 +616,9 @@ class Gateway:
                         content["uri"] = uri
             return result
 
-        async def operation() -> types.ReadResourceResult:
-            upstream = await self._upstream_for(ctx, entry)
-            return await upstream.read_resource(original, affinity=call.affinity_key)
-
-        with requesting(self._requester(ctx, scope, entry)):
-            typed = await self._forward(call, entry, operation)
-        if isinstance(typed, ForwardFailure):
-            raise MCPError(types.INTERNAL_ERROR, typed.message)
-        call.finish("ok", result=typed)
+        typed = await self._ask(
+            ctx, scope, call, entry, lambda upstream: upstream.read_resource(original, affinity=call.affinity_key)
+        )
         if scope.slug is None:
             for content in typed.contents:
                 content.uri = uri if str(content.uri) == original else content.uri
@@ -656,16 +650,13 @@ class Gateway:
             with logging_to(self.log_levels.route(ctx, scope.slug is None)):
                 return await self._pass_through(scope, call, entry, "prompts/get", dict(ctx.params or {}), request)
 
-        async def operation() -> types.GetPromptResult:
-            upstream = await self._upstream_for(ctx, entry)
-            return await upstream.get_prompt(original, params.arguments, affinity=call.affinity_key)
-
-        with requesting(self._requester(ctx, scope, entry)):
-            typed = await self._forward(call, entry, operation)
-        if isinstance(typed, ForwardFailure):
-            raise MCPError(types.INTERNAL_ERROR, typed.message)
-        call.finish("ok", result=typed)
-        return typed
+        return await self._ask(
+            ctx,
+            scope,
+            call,
+            entry,
+            lambda upstream: upstream.get_prompt(original, params.arguments, affinity=call.affinity_key),
+        )
 
     async def _pass_through(
         self,
@@ -692,13 +683,11 @@ class Gateway:
 
     def _find_prompt(self, scope: RequestScope, name: str) -> tuple[ServerEntry, str] | None:
         """The server and upstream name of a prompt as named at this endpoint."""
-        found = None
         for entry in self._visible(scope):
             for prompt in entry.prompts:
-                wanted = prompt["original"] if scope.slug is not None else prompt["name"]
-                if wanted == name:
-                    found = (entry, prompt["original"])
-        return found
+                if (prompt["original"] if scope.slug is not None else prompt["name"]) == name:
+                    return entry, prompt["original"]
+        return None
 
     def _find_resource(self, scope: RequestScope, uri: str) -> tuple[ServerEntry, str] | None:
         """The server and upstream URI of a resource (or template) URI as named at this endpoint."""
@@ -714,10 +703,23 @@ class Gateway:
         """One other request to the server (recorded, under its breaker and gate); JSON-RPC errors pass through."""
         call = CallRecorder.of(ctx, scope, what)
         call.server(entry, what)
+        return await self._ask(
+            ctx, scope, call, entry, lambda upstream: upstream.send(request, result, affinity=call.affinity_key)
+        )
 
-        async def operation() -> Any:
-            upstream = await self._upstream_for(ctx, entry)
-            return await upstream.send(request, result, affinity=call.affinity_key)
+    async def _ask(
+        self,
+        ctx: Ctx,
+        scope: RequestScope,
+        call: CallRecorder,
+        entry: ServerEntry,
+        request: Callable[[Upstream], Awaitable[T]],
+    ) -> T:
+        """`request` on the upstream this client's era uses, as this client (the server's own questions go to
+        it), under the breaker and gate; recorded. An upstream failure is -32603 naming the server."""
+
+        async def operation() -> T:
+            return await request(await self._upstream_for(ctx, entry))
 
         with requesting(self._requester(ctx, scope, entry)):
             answer = await self._forward(call, entry, operation)
