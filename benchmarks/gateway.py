@@ -30,7 +30,6 @@ from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-sys.path.insert(0, str(BASE_DIR / "benchmarks"))
 BIN = Path(sys.executable).parent
 CALLS_AT_1 = 400
 CALLS_PER_CLIENT_AT_32 = 100

@@ -24,7 +24,6 @@ from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-sys.path.insert(0, str(BASE_DIR / "benchmarks"))
 
 from scratch import REDIS_BASE_DB, scratch_database  # noqa: E402
 

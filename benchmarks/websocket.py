@@ -26,7 +26,6 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-sys.path.insert(0, str(BASE_DIR / "benchmarks"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcphub.settings")
 
 SERVERS = 20
