@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.conf import settings
@@ -97,6 +97,11 @@ class LiveServer:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+
+
+def sse_messages(text: str) -> list[Any]:
+    """The JSON-RPC messages of an SSE body; a priming event (an id, empty data: SEP-1699) carries none."""
+    return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:") and line[5:].strip()]
 
 
 def hub_env(**overrides: str) -> dict[str, str]:

@@ -26,7 +26,6 @@ from django.db import DatabaseError
 from mcp.server import InitializationOptions, NotificationOptions, Server
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.session import ServerSession
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.inbound import mcp_param_headers
@@ -47,6 +46,7 @@ from servers.gateway.log_levels import LogLevels
 from servers.gateway.names import public_uri, split_uri
 from servers.gateway.recorder import CallRecorder, live_tail
 from servers.gateway.registry import ServerEntry, Snapshot, build_snapshot, changed_lists
+from servers.gateway.resumable import RETRY_MS, ResumableSessionManager
 from servers.gateway.scope import CURRENT_SLUG, Ctx, RequestScope
 from servers.gateway.subscriptions import Subscriptions
 from servers.hooks import django_hooks
@@ -192,8 +192,9 @@ class Gateway:
         set_directory(self._sessions_allowed_on)
         set_hub_level(self.log_levels.upstream_level)
         self._server_info = self.server.server_info_stamp  # serialized only, never changed: one copy will do
-        self.session_manager = StreamableHTTPSessionManager(
+        self.session_manager = ResumableSessionManager(
             app=self.server,
+            retry_interval=RETRY_MS,
             security_settings=_security_settings(),
             max_request_body_size=servers_conf().max_request_bytes,
         )
@@ -861,6 +862,7 @@ class Gateway:
             label=scope.slug is None,
             log=self.log_levels.route(ctx, scope.slug is None),
             owner=scope.token.id,
+            close_stream=ctx.close_sse_stream,
         )
 
     async def roots_changed(self, ctx: Ctx, params: types.NotificationParams | None) -> None:

@@ -15,6 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from servers.upstream.config import UpstreamConfig
 from servers.upstream.relay import make_relay_client
+from servers.upstream.requester import CURRENT
 
 # Transport-level retries: httpx retries only failed connection attempts, i.e. requests that
 # cannot have reached the server, so retrying a tools/call this way never runs it twice.
@@ -36,9 +37,24 @@ class HttpLink:
             self.lost = True
 
 
+async def mirror_stream_cut(request: httpx2.Request) -> None:
+    """The SDK client resumes a request's stream the server cut (SEP-1699): cut the downstream client's too.
+
+    The resumption is a GET with `Last-Event-ID`, sent in the context of the task that sent the request
+    (the SDK's streams carry the sender's context), so `CURRENT` names the client the request is for.
+    That client then resumes from the hub as it would have from the server.
+    """
+    if request.method == "GET" and "last-event-id" in request.headers:
+        requester = CURRENT.get()
+        if requester is not None and requester.close_stream is not None:
+            await requester.close_stream()
+
+
 def make_http_client(config: UpstreamConfig, link: HttpLink | None = None) -> httpx2.AsyncClient:
     """A keep-alive pool for one upstream: its headers, timeouts and concurrency."""
-    hooks: dict[str, list[Any]] = {"response": [link.on_response]} if link else {}
+    hooks: dict[str, list[Any]] = {"request": [mirror_stream_cut]}
+    if link:
+        hooks["response"] = [link.on_response]
     limits = httpx2.Limits(
         max_connections=config.max_concurrent_calls + 2,  # + the GET stream and a spare
         max_keepalive_connections=config.max_concurrent_calls + 2,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -68,6 +68,8 @@ class Requester:
     label: bool = False
     log: LogRoute | None = None  # where this request's log messages go (None: nowhere)
     owner: int | None = None  # the identity (token id) behind it: a request is never relayed to another's client
+    # Cuts the client's SSE stream of this request, which it then resumes (SEP-1699): done when the upstream cut ours.
+    close_stream: Callable[[], Awaitable[None]] | None = None
     started: float = field(default_factory=time.monotonic)
 
     @property

@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx2
 
+from tests.conftest import sse_messages
+
 logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request otherwise
 
 STATELESS = "2026-07-28"
@@ -59,7 +61,7 @@ class Call:
 def jsonrpc_answer(response: httpx2.Response, request_id: object) -> dict[str, Any] | None:
     """The JSON-RPC response to `request_id` in a JSON or SSE body, else None."""
     if response.headers.get("content-type", "").startswith(SSE_TYPE):
-        messages = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+        messages = sse_messages(response.text)
     else:
         try:
             messages = [response.json()]

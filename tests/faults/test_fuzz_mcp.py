@@ -20,6 +20,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from tests.conftest import sse_messages
 from tests.faults.conftest import Backing, Hub, Token, new_token
 from tests.faults.load import HANDSHAKE, INITIALIZE, SSE_TYPE, STATELESS, Load, call_message, padded
 
@@ -371,8 +372,7 @@ def send_then_read(hub: Hub, case: Case, headers: dict[str, str]) -> Outcome:
 def jsonrpc_messages(outcome: Outcome) -> list[Any]:
     """The JSON-RPC messages of an answer (JSON or SSE), or [] if it carries none."""
     if outcome.content_type.startswith(SSE_TYPE):
-        lines = outcome.body.decode(errors="replace").splitlines()
-        return [json.loads(line[5:]) for line in lines if line.startswith("data:")]
+        return sse_messages(outcome.body.decode(errors="replace"))
     try:
         value = json.loads(outcome.body)
     except ValueError:

@@ -23,7 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 from servers import services
 from servers.discovery import discover
 from servers.models import McpServer
-from tests.conftest import FIXTURE_SERVER, LiveServer, free_port, hub_env, run_web
+from tests.conftest import FIXTURE_SERVER, LiveServer, free_port, hub_env, run_web, sse_messages
 
 
 @dataclass
@@ -287,10 +287,6 @@ def answer(response: httpx2.Response) -> dict[str, Any]:
     if response.headers["content-type"] == "text/event-stream":
         return sse_messages(response.text)[-1]
     return response.json()
-
-
-def sse_messages(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
 
 
 CAPABILITIES = {"elicitation": {}, "sampling": {}, "roots": {"listChanged": True}}

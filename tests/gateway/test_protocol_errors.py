@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import sse_messages, wait_for
 from tests.gateway.conftest import Hub
 
 pytestmark = pytest.mark.slow
@@ -20,8 +20,7 @@ def _error_code(body: bytes) -> int:
     text = body.decode()
     if text.startswith("{"):
         return json.loads(text)["error"]["code"]
-    data = next(line[5:] for line in text.splitlines() if line.startswith("data:"))
-    return json.loads(data)["error"]["code"]
+    return sse_messages(text)[0]["error"]["code"]
 
 
 def test_malformed_json_is_a_parse_error(hub: Hub) -> None:
