@@ -170,3 +170,11 @@ async def test_a_session_keeps_its_latest_events_only() -> None:
     assert await replayed(store, first) == (None, [])  # forgotten: nothing to resume from
     assert await replayed(store, kept[0]) == ("1", ["c", "d"])
     assert await replayed(store, "no such event") == (None, [])
+
+
+@pytest.mark.anyio
+async def test_a_session_keeps_64_events_by_default() -> None:
+    store = SessionEvents()
+    ids = [await store.store_event("1", message(str(n))) for n in range(65)]
+    assert (await replayed(store, ids[0]))[0] is None
+    assert (await replayed(store, ids[1]))[1] == [str(n) for n in range(2, 65)]
