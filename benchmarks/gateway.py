@@ -52,8 +52,8 @@ def bench_environment() -> dict[str, str]:
     return dict(os.environ, DATABASE_URL=url, REDIS_URL=redis_url, PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING")
 
 
-def prepare(env: dict[str, str], upstream_url: str) -> str:
-    """Migrate, register the servers, discover them, create a token; returns the token."""
+def prepare(env: dict[str, str], upstream_url: str, servers: int = SERVERS) -> str:
+    """Migrate, register the servers (bench0, bench1, ...), discover them, create a token; returns the token."""
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True)
     script = f"""
 import django; django.setup()
@@ -62,7 +62,7 @@ from servers import services
 from servers.discovery import discover
 from servers.models import McpServer
 cache.clear()
-for i in range({SERVERS}):
+for i in range({servers}):
     server = McpServer.objects.create(name=f"bench{{i}}", slug=f"bench{{i}}", transport="streamable_http",
                                       url={upstream_url!r}, max_concurrent_calls=64)
     discover(server)

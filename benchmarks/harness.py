@@ -68,18 +68,22 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 class PeakRss:
-    """Samples the resident memory of a process (each of its workers, if any) every 50 ms; keeps the largest."""
+    """Samples the resident memory of a process (each of its workers, if any) every 50 ms; keeps the largest
+    (`peak`, one process) and the largest sum over the process and its children (`total`)."""
 
     def __init__(self, pid: int) -> None:
         self._pid = pid
         self.peak = 0
+        self.total = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(Exception):
-                self.peak = max(self.peak, *(p.memory_info().rss for p in process_tree(self._pid)))
+                sizes = [p.memory_info().rss for p in process_tree(self._pid)]
+                self.peak = max(self.peak, *sizes)
+                self.total = max(self.total, sum(sizes))
             time.sleep(0.05)
 
     def __enter__(self) -> PeakRss:
@@ -145,7 +149,9 @@ async def open_session(http: Any, target: Target) -> dict[str, str]:
         await response.read()
         if response.status != 200:
             raise RuntimeError(f"initialize failed: {response.status}")
-        session = {"Mcp-Session-Id": response.headers["mcp-session-id"], "MCP-Protocol-Version": target.era}
+        session = {"MCP-Protocol-Version": target.era}
+        if "mcp-session-id" in response.headers:  # a stateless server (ContextForge's default) gives none
+            session["Mcp-Session-Id"] = response.headers["mcp-session-id"]
     initialized = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
     async with http.post(target.url, data=initialized, headers={**headers, **session}) as response:
         await response.read()

@@ -1,7 +1,12 @@
-"""A minimal 2026-07-28 MCP server over HTTP (raw ASGI under uvicorn), for benchmarks only.
+"""A minimal MCP server over HTTP (raw ASGI under uvicorn), for benchmarks only.
 
 It answers server/discover, tools/list and tools/call(echo) with plain JSON and
 no SDK machinery, so that it is never the bottleneck when measuring the hub.
+It speaks 2026-07-28 and, for gateways that still open sessions upstream (e.g.
+ContextForge, benchmarks/peers.py), the handshake era too: `initialize` is
+answered (no Mcp-Session-Id: stateless), `notifications/initialized` gets 202,
+and a request whose MCP-Protocol-Version header names a handshake-era version
+gets its results without the 2026-07-28 fields.
 
     python benchmarks/lean_upstream.py PORT
 """
@@ -35,7 +40,22 @@ TOOLS = {
 }
 
 
+HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+MODERN_ONLY = ("cacheScope", "ttlMs", "resultType")
+
+
+def initialize(params: dict[str, Any]) -> dict[str, Any]:
+    asked = params.get("protocolVersion")
+    return {
+        "protocolVersion": asked if asked in HANDSHAKE_VERSIONS else HANDSHAKE_VERSIONS[0],
+        "capabilities": {"tools": {"listChanged": False}},
+        "serverInfo": {"name": "lean-upstream", "version": "1"},
+    }
+
+
 def result_for(method: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    if method == "initialize":
+        return initialize(params)
     if method == "server/discover":
         return DISCOVER
     if method == "tools/list":
@@ -62,6 +82,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         request = json.loads(body)
         if "id" in request:
             result = result_for(request["method"], request.get("params") or {})
+            if result and dict(scope["headers"]).get(b"mcp-protocol-version", b"").decode() in HANDSHAKE_VERSIONS:
+                result = {key: value for key, value in result.items() if key not in MODERN_ONLY}
             response: dict[str, Any] = {"jsonrpc": "2.0", "id": request["id"]}
             if result is None:
                 response["error"] = {"code": -32601, "message": "method not found"}
