@@ -52,8 +52,11 @@ def bench_environment() -> dict[str, str]:
     return dict(os.environ, DATABASE_URL=url, REDIS_URL=redis_url, PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING")
 
 
-def prepare(env: dict[str, str], upstream_url: str, servers: int = SERVERS) -> str:
-    """Migrate, register the servers (bench0, bench1, ...), discover them, create a token; returns the token."""
+def prepare(
+    env: dict[str, str], upstream_url: str, servers: int = SERVERS, others: dict[str, str] | None = None
+) -> str:
+    """Migrate, register the servers (bench0, bench1, ...; and `others`, slug -> URL), discover them, create a
+    token; returns the token."""
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True)
     script = f"""
 import django; django.setup()
@@ -62,9 +65,10 @@ from servers import services
 from servers.discovery import discover
 from servers.models import McpServer
 cache.clear()
-for i in range({servers}):
-    server = McpServer.objects.create(name=f"bench{{i}}", slug=f"bench{{i}}", transport="streamable_http",
-                                      url={upstream_url!r}, max_concurrent_calls=64)
+urls = {{f"bench{{i}}": {upstream_url!r} for i in range({servers})}} | {others or {}!r}
+for slug, url in urls.items():
+    server = McpServer.objects.create(name=slug, slug=slug, transport="streamable_http", url=url,
+                                      max_concurrent_calls=64)
     discover(server)
 print(services.create_token("bench")[1])
 """
@@ -91,55 +95,82 @@ def web(kind: str, env: dict[str, str], port: int) -> Iterator[subprocess.Popen[
         process.wait(timeout=30)
 
 
+def lean_upstream(*flags: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    command = [sys.executable, str(BASE_DIR / "benchmarks" / "lean_upstream.py"), str(port), *flags]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return process, f"http://127.0.0.1:{port}/mcp"
+
+
+# The hub's rows: (web server, client era, tool). `bench0` is on the 2026-only upstream, `dual` on one that
+# speaks both eras, which the hub serves handshake-era clients through a handshake-era session of its own.
+HUB_ROWS = [
+    ("daphne", MODERN, "bench0__echo"),
+    ("uvicorn", MODERN, "bench0__echo"),
+    ("uvicorn", HANDSHAKE, "bench0__echo"),
+    ("uvicorn", HANDSHAKE, "dual__echo"),
+    (TWO_PROCESSES, MODERN, "bench0__echo"),
+]
+
+
+def label(kind: str, era: str, tool: str) -> str:
+    return f"{kind} {era}" + (" dual" if tool.startswith("dual") else "")
+
+
 def main() -> None:
-    upstream_port = free_port()
-    upstream = subprocess.Popen(
-        [sys.executable, str(BASE_DIR / "benchmarks" / "lean_upstream.py"), str(upstream_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    modern, modern_url = lean_upstream("--modern-only")
+    dual, dual_url = lean_upstream()
     try:
-        wait_port(upstream_port)
-        upstream_url = f"http://127.0.0.1:{upstream_port}/mcp"
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcphub.settings")
         env = bench_environment()
-        token = prepare(env, upstream_url)
+        token = prepare(env, modern_url, others={"dual": dual_url})
         auth = {"Authorization": f"Bearer {token}"}
 
         results: dict[str, Figures] = {}
-        direct = Target(upstream_url, "echo")
-        for clients, calls in LOADS:
-            results[f"direct c{clients}"] = measure_http(direct, clients, calls, [upstream.pid])
+        directs = {
+            MODERN: (Target(modern_url, "echo"), modern.pid),
+            HANDSHAKE: (Target(dual_url, "echo", HANDSHAKE), dual.pid),
+        }
+        for era, (target, pid) in directs.items():
+            for clients, calls in LOADS:
+                results[f"direct {era} c{clients}"] = measure_http(target, clients, calls, [pid])
         rss: dict[str, float] = {}
         for kind in ("daphne", "uvicorn", TWO_PROCESSES):
             port = free_port()
             with web(kind, env, port) as process, PeakRss(process.pid) as peak:
-                eras = (MODERN, HANDSHAKE) if kind == "uvicorn" else (MODERN,)
-                for era in eras:
-                    target = Target(f"http://127.0.0.1:{port}/mcp", "bench0__echo", era, auth)
-                    measure_http(target, 32, 5, [process.pid])  # warm-up: every worker started
+                for row_kind, era, tool in HUB_ROWS:
+                    if row_kind != kind:
+                        continue
+                    target = Target(f"http://127.0.0.1:{port}/mcp", tool, era, auth)
+                    measure_http(target, 32, 5, [process.pid])  # warm-up: every worker and connection started
                     for clients, calls in LOADS:
-                        label = f"{kind} {era} c{clients}" if kind == "uvicorn" else f"{kind} c{clients}"
-                        results[label] = measure_http(target, clients, calls, [process.pid])
+                        results[f"{label(kind, era, tool)} c{clients}"] = measure_http(
+                            target, clients, calls, [process.pid]
+                        )
             rss[kind] = peak.peak / 2**20
     finally:
-        upstream.terminate()
-        upstream.wait(timeout=30)
+        for process in (modern, dual):
+            process.terminate()
+            process.wait(timeout=30)
 
-    print(f"tools/call echo on an HTTP upstream; {SERVERS} servers registered; call records on\n")
-    for label, figures in results.items():
-        print(line(label, figures))
+    print(f"tools/call echo on HTTP upstreams; {SERVERS + 1} servers registered; call records on")
+    print("(bench0: a 2026-07-28-only upstream; dual: one that speaks both eras, the direct handshake-era rows)\n")
+    for name, figures in results.items():
+        print(line(name, figures))
     print()
-    for kind in ("daphne", f"uvicorn {MODERN}", f"uvicorn {HANDSHAKE}", TWO_PROCESSES):
-        c1, c32 = results[f"{kind} c1"], results[f"{kind} c32"]
+    for kind, era, tool in HUB_ROWS:
+        name = label(kind, era, tool)
+        c1, c32 = results[f"{name} c1"], results[f"{name} c32"]
+        direct_c1, direct_c32 = results[f"direct {era} c1"], results[f"direct {era} c32"]
         print(
-            f"{kind:20} added p50 at c1: {c1['p50'] - results['direct c1']['p50']:5.2f} ms   "
-            f"calls/s at c32: {c32['rate']:6.0f} ({c32['rate'] / results['direct c32']['rate']:.2f}x direct)   "
+            f"{name:30} added p50 at c1: {c1['p50'] - direct_c1['p50']:5.2f} ms   "
+            f"calls/s at c32: {c32['rate']:6.0f} ({c32['rate'] / direct_c32['rate']:.2f}x direct)   "
             f"CPU {c32['cpu']:4.2f} ms/call   p99/p50 at c32: {c32['p99'] / c32['p50']:4.1f}"
         )
     print("\npeak RSS of a web process: " + ", ".join(f"{kind} {mb:.0f} MB" for kind, mb in rss.items()))
-    faster = max(("daphne", f"uvicorn {MODERN}"), key=lambda k: results[f"{k} c32"]["rate"])
-    print(f"faster web server at c32 (2026-07-28): {faster.split()[0]}")
+    faster = max(("daphne", "uvicorn"), key=lambda k: results[f"{k} {MODERN} c32"]["rate"])
+    print(f"faster web server at c32 (2026-07-28): {faster}")
 
 
 if __name__ == "__main__":

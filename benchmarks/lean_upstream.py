@@ -8,7 +8,9 @@ answered (no Mcp-Session-Id: stateless), `notifications/initialized` gets 202,
 and a request whose MCP-Protocol-Version header names a handshake-era version
 gets its results without the 2026-07-28 fields.
 
-    python benchmarks/lean_upstream.py PORT
+    python benchmarks/lean_upstream.py PORT [--modern-only]
+
+With --modern-only it refuses the handshake (`initialize` is -32601), as a 2026-07-28-only server does.
 """
 
 from __future__ import annotations
@@ -53,9 +55,12 @@ def initialize(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+MODERN_ONLY_SERVER = "--modern-only" in sys.argv
+
+
 def result_for(method: str, params: dict[str, Any]) -> dict[str, Any] | None:
     if method == "initialize":
-        return initialize(params)
+        return None if MODERN_ONLY_SERVER else initialize(params)
     if method == "server/discover":
         return DISCOVER
     if method == "tools/list":

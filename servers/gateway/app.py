@@ -43,7 +43,7 @@ from sse_starlette.sse import AppStatus
 from logs.writer import close_writer, get_writer
 from servers.blocking import run_blocking
 from servers.conf import servers_conf
-from servers.gateway import stateless
+from servers.gateway import handshake, stateless
 from servers.gateway.scope import CURRENT_SLUG, RequestScope
 from servers.gateway.server import Gateway
 from servers.tokens import AuthUnavailable, TokenInfo, authenticate_cached, bearer_secret
@@ -264,8 +264,18 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
         if len(body) > limit:
             await _too_large(receive, send, limit, complete)
             return
-        candidate = servers_conf().fast_path and complete and stateless.is_candidate(scope)
-        if candidate and await stateless.handle(gateway, request_scope, scope, receive, send, body):
+        fast = servers_conf().fast_path and complete
+        if (
+            fast
+            and stateless.is_candidate(scope)
+            and await stateless.handle(gateway, request_scope, scope, receive, send, body)
+        ):
+            return
+        if (
+            fast
+            and handshake.is_candidate(scope)
+            and await handshake.handle(gateway, request_scope, scope, receive, send, body)
+        ):
             return
         receive = stateless.replaying(body, complete, receive)
     # The SDK binds a handshake-era session to the user that opened it: another token gets 404 for it.

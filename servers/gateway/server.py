@@ -26,6 +26,7 @@ from django.db import DatabaseError
 from mcp.server import InitializationOptions, NotificationOptions, Server
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.session import ServerSession
+from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.inbound import mcp_param_headers
@@ -50,6 +51,7 @@ from servers.gateway.resumable import RETRY_MS, ResumableSessionManager
 from servers.gateway.scope import CURRENT_SLUG, Ctx, RequestScope
 from servers.gateway.subscriptions import Subscriptions
 from servers.hooks import django_hooks
+from servers.tokens import TokenInfo
 from servers.upstream.errors import UpstreamError, UpstreamOverloaded, UpstreamTimeout
 from servers.upstream.interface import Upstream
 from servers.upstream.log_routes import logging_to, set_hub_level
@@ -347,11 +349,29 @@ class Gateway:
 
     async def _remember_session(self, ctx: Ctx, call_next: CallNext) -> HandlerResult:
         session_id = ctx.request.headers.get("mcp-session-id") if ctx.request is not None else None
+        if session_id is None and ctx.method == "initialize":
+            # The opening request has no id yet; its connection has the one the transport gave it (mcp 2.3.0
+            # has no public accessor). Remembered now, the session's first call can take the hot path.
+            session_id = ctx.session._connection.session_id
         if session_id and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             if session_id not in self._downstream and len(self._downstream) >= MAX_REMEMBERED_SESSIONS:
                 self._downstream.pop(next(iter(self._downstream)))  # forget the oldest
             self._downstream[session_id] = (ctx.session, RequestScope.of(ctx))
         return await call_next(ctx)
+
+    def live_session(
+        self, session_id: str, token: TokenInfo
+    ) -> tuple[ServerSession, StreamableHTTPServerTransport] | None:
+        """A handshake-era session this process holds, opened with `token` and seen by `_remember_session`:
+        its (connection-level) session and its transport; None otherwise (servers.gateway.handshake)."""
+        remembered = self._downstream.get(session_id)
+        transport = self.session_manager._server_instances.get(session_id)
+        if remembered is None or transport is None or transport.is_terminated:
+            return None
+        if transport.idle_scope is not None and transport.idle_scope.cancel_called:
+            return None  # expired: the SDK answers, as for a session it is ending
+        session, scope = remembered
+        return (session, transport) if scope.token.id == token.id else None
 
     async def _advertise(self, ctx: Ctx, call_next: CallNext) -> HandlerResult:
         """`initialize` and `server/discover` advertise what the servers this token sees offer."""
@@ -454,10 +474,17 @@ class Gateway:
         entry, tool = self._tool_for_call(scope, call, params.name)
         progress = ctx.session.report_progress if ctx.meta and "progress_token" in ctx.meta else None
 
+        param_headers = self._param_headers(entry, tool, params.arguments)
+
         async def operation() -> types.CallToolResult:
             upstream = await self._upstream_for(ctx, entry)
             return await upstream.call_tool(
-                tool, params.arguments, progress_callback=progress, affinity=call.affinity_key
+                tool,
+                params.arguments,
+                progress,
+                affinity=call.affinity_key,
+                param_headers=param_headers,
+                relay=servers_conf().fast_path,
             )
 
         with requesting(self._requester(ctx, scope, entry)):
@@ -485,8 +512,7 @@ class Gateway:
         """A 2026-era client's tools/call (`params` as it sent them) passed through (servers.gateway.rounds)."""
         entry, tool = self._tool_for_call(scope, call, params["name"])
         arguments = params.get("arguments")
-        header_map = entry.param_header_maps.get(tool)
-        param_headers = mcp_param_headers(header_map, arguments or {}) if header_map else None
+        param_headers = self._param_headers(entry, tool, arguments)
         request: dict[str, Any] = {"name": tool}
         if arguments is not None:
             request["arguments"] = arguments
@@ -526,6 +552,12 @@ class Gateway:
 
         modern = upstream.protocol_version in MODERN_PROTOCOL_VERSIONS
         return await self.held_calls.request(scope, entry.slug, params, request, modern, send, upstreams.start_soon)
+
+    @staticmethod
+    def _param_headers(entry: ServerEntry, tool: str, arguments: dict[str, Any] | None) -> dict[str, str] | None:
+        """The `Mcp-Param-*` headers of a call to a 2026-07-28 server whose tool declares some (x-mcp-header)."""
+        header_map = entry.param_header_maps.get(tool)
+        return mcp_param_headers(header_map, arguments or {}) if header_map else None
 
     @staticmethod
     def _rounds_request(

@@ -56,7 +56,7 @@ Send = Any
 
 CALL_PARAMS = frozenset({"name", "arguments", "_meta"})
 _MCP_PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower()
-_SSE_HEADERS = [
+SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache, no-transform"),
     (b"x-accel-buffering", b"no"),
@@ -129,7 +129,7 @@ async def handle(
         async with writing:
             if not streaming:
                 streaming = True
-                await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+                await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             await send({"type": "http.response.body", "body": event, "more_body": True})
 
     async def watch() -> None:

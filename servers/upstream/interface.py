@@ -43,7 +43,12 @@ class Upstream(Protocol):
         timeout: float | None = None,
         *,
         affinity: str | None = None,
-    ) -> types.CallToolResult: ...
+        param_headers: Mapping[str, str] | None = None,
+        relay: bool = False,
+    ) -> types.CallToolResult:
+        """A tools/call, typed. `relay`: a 2026-07-28 server may be reached with a raw POST (the hot path,
+        MCPHUB_FAST_PATH); `param_headers`: the `Mcp-Param-*` headers its tool declares (x-mcp-header)."""
+        ...
 
     async def request_json(
         self,

@@ -418,8 +418,15 @@ class UpstreamPool(Upstream):
         timeout: float | None = None,
         *,
         affinity: str | None = None,
+        param_headers: Mapping[str, str] | None = None,
+        relay: bool = False,
     ) -> types.CallToolResult:
-        return await self._dispatch(lambda s: s.call_tool(name, arguments, progress_callback, timeout), affinity)
+        return await self._dispatch(
+            lambda s: s.call_tool(
+                name, arguments, progress_callback, timeout, param_headers=param_headers, relay=relay
+            ),
+            affinity,
+        )
 
     async def request_json(
         self,

@@ -1,5 +1,6 @@
-"""The same 2026-07-28 tools/call cases down both ways through /mcp: the hot path (MCPHUB_FAST_PATH on:
-servers/gateway/stateless.py, servers/upstream/relay.py) and the SDK's session manager (off).
+"""The same tools/call cases down both ways through /mcp, in both eras: the hot path (MCPHUB_FAST_PATH on:
+servers/gateway/stateless.py for 2026-07-28 clients, servers/gateway/handshake.py for a handshake-era
+session, servers/upstream/relay.py towards the upstream) and the SDK's session manager (off).
 
 Each path gets a web process of its own (the Procfile's command) and fresh upstreams (our fixture server
 over Streamable HTTP, so that the hot path relays) on the same ports; both must give the same HTTP status,
@@ -27,11 +28,12 @@ from servers.discovery import discover
 from servers.models import McpServer, Status
 from servers.upstream.relay import USER_AGENT
 from tests.conftest import free_port, http_fixture_server, hub_env, run_web, wait_for
-from tests.gateway.conftest import Hub, answer
+from tests.gateway.conftest import Hub, answer, tool_call
 
 pytestmark = [pytest.mark.slow, pytest.mark.parity, pytest.mark.django_db(transaction=True)]
 
 PATHS = {"fast": "1", "sdk": "0"}  # MCPHUB_FAST_PATH
+MODERN, HANDSHAKE = "2026-07-28", "2025-11-25"
 MAX_REQUEST_BYTES = 100_000
 HUB_ENV = {
     "MCPHUB_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
@@ -126,8 +128,9 @@ def upstreams() -> Upstreams:
     return Upstreams(ports, tokens)
 
 
-def run_case(case: Case, upstreams: Upstreams, fast_path: str) -> Seen:
-    """The case against fresh upstreams and a web process of its own."""
+def run_case(case: Case, upstreams: Upstreams, fast_path: str, era: str = MODERN) -> Seen:
+    """The case against fresh upstreams and a web process of its own, called by a client of `era` (a
+    handshake-era one calls in a session it opened with the case's token)."""
     RequestLog.objects.all().delete()
     env = hub_env(MCPHUB_FAST_PATH=fast_path, **HUB_ENV)
     with upstreams.running(), run_web(env) as web, ThreadPoolExecutor(1) as pool:
@@ -135,7 +138,11 @@ def run_case(case: Case, upstreams: Upstreams, fast_path: str) -> Seen:
         holder = None
         if case.busy:
             holder = _hold_narrows_slot(hub, pool)
-        response = hub.call(case.tool, case.arguments, token=upstreams.tokens[case.token], **case.headers)
+        token = upstreams.tokens[case.token]
+        if era == MODERN:
+            response = hub.call(case.tool, case.arguments, token=token, **case.headers)
+        else:
+            response = hub.in_session(hub.open_session(token), tool_call(case.tool, case.arguments), token=token)
         if holder is not None:
             assert holder.result().status_code == 200
         assert hub.call("narrow__pid", {}).status_code == 200
@@ -170,11 +177,17 @@ def _without_countdown(value: Any) -> Any:
     return json.loads(COUNTDOWN.sub("next trial call in N s", json.dumps(value)))
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_both_paths_answer_and_record_alike(upstreams: Upstreams, name: str) -> None:
+# Every case in both eras, but Mcp-Param-* headers: a 2026-07-28 feature.
+ERA_CASES = [
+    (name, era) for era in (MODERN, HANDSHAKE) for name, case in CASES.items() if era == MODERN or not case.headers
+]
+
+
+@pytest.mark.parametrize(("name", "era"), ERA_CASES)
+def test_both_paths_answer_and_record_alike(upstreams: Upstreams, name: str, era: str) -> None:
     case = CASES[name]
-    fast, sdk = (run_case(case, upstreams, flag) for flag in PATHS.values())
-    print(f"{name}:\n  fast: {fast}\n  sdk:  {sdk}")
+    fast, sdk = (run_case(case, upstreams, flag, era) for flag in PATHS.values())
+    print(f"{name} ({era}):\n  fast: {fast}\n  sdk:  {sdk}")
 
     assert fast == sdk
 
