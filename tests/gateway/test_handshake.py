@@ -11,8 +11,11 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import httpx2
+import mcp_types as types
 import pytest
+from mcp.client.session import ClientRequestContext
 
 from logs.models import RequestLog
 from servers import services
@@ -127,3 +130,29 @@ def test_a_call_to_a_2026_server_goes_as_one_raw_post(transactional_db: None, fa
 
     assert seen["protocol_version"] == "2026-07-28"
     assert (seen["headers"]["user-agent"] == USER_AGENT) == (fast_path == "1")
+
+
+def test_a_2026_servers_rounds_reach_the_handshake_client_as_questions(transactional_db: None) -> None:
+    """The relayed call's `input_required` answer goes on through the SDK's driver: the client is asked, round by
+    round, and the server's final result comes back."""
+    asked: list[str] = []
+
+    async def elicitation(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        field = "name" if len(asked) == 1 else "color"
+        return types.ElicitResult(action="accept", content={field: "Ada" if field == "name" else "blue"})
+
+    with http_fixture_server("--modern-only") as url:
+        discover(McpServer.objects.create(name="modern", slug="modern", transport="streamable_http", url=url))
+        _token, secret = services.create_token("tests")
+        with run_web(hub_env()) as web:
+
+            async def call() -> types.CallToolResult:
+                hub = Hub(web.url, secret, web)
+                async with hub.client("/mcp/modern/", mode="legacy", elicitation_callback=elicitation) as client:
+                    return await client.call_tool("rounds", {})
+
+            result = anyio.run(call)
+
+    assert asked == ["Your name?", "Your favourite colour?"]
+    assert result.content[0].text == "Ada likes blue (state rounds:2:Ada)"  # type: ignore[union-attr]
