@@ -39,9 +39,7 @@ from mcp.server.streamable_http import (
     REQUEST_CANCELLED,
     EventMessage,
     StreamableHTTPServerTransport,
-    check_accept_headers,
 )
-from mcp.server.transport_security import TransportSecurityMiddleware
 from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp_types import REQUEST_TIMEOUT
@@ -54,7 +52,15 @@ from servers.conf import servers_conf
 from servers.gateway.resumable import RETRY_MS
 from servers.gateway.scope import RequestScope
 from servers.gateway.server import Gateway
-from servers.gateway.stateless import CALL_PARAMS, SSE_HEADERS, Receive, Scope, Send
+from servers.gateway.stateless import (
+    CALL_PARAMS,
+    SSE_HEADERS,
+    HeadersOf,
+    Receive,
+    Scope,
+    Send,
+    passes_transport_checks,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,11 +136,8 @@ async def handle(
     if not headers.get("content-type", "").lower().startswith("application/json"):
         return False
     scope["mcphub"] = request_scope  # where the gateway's handlers read who asks (RequestScope.of)
-    request = cast(Request, _HeadersOf(headers, scope))
-    security = TransportSecurityMiddleware(gateway.session_manager.security_settings)
-    if await security.validate_request(request, is_post=True) is not None:
-        return False
-    if check_accept_headers(request) != (True, True):
+    request = cast(Request, HeadersOf(headers, scope))
+    if not await passes_transport_checks(gateway, request):
         return False
     version = headers.get("mcp-protocol-version") or session.protocol_version
     request_id, params = message.get("id"), message.get("params")
@@ -410,11 +413,3 @@ class CallChannel:
     async def send_notification(self, notification: BaseModel, related_request_id: Any = None) -> None:
         data = notification.model_dump(by_alias=True, mode="json", exclude_none=True)
         await self._stream.write(types.JSONRPCNotification(jsonrpc="2.0", **data))
-
-
-class _HeadersOf:
-    """What the hub and the SDK's checks read of a Starlette Request: `.headers` (one decoded dict) and `.scope`."""
-
-    def __init__(self, headers: dict[str, str], scope: Scope) -> None:
-        self.headers = headers
-        self.scope = scope

@@ -207,11 +207,21 @@ async def _call(
         return _error(id_json, types.ErrorData(code=types.INTERNAL_ERROR, message="Internal error"))
 
 
-class _HeadersOf:
-    """All the SDK's header checks read of a Starlette Request: `.headers.get`, here over one decoded dict."""
+class HeadersOf:
+    """What the SDK's header checks (and the gateway's handlers) read of a Starlette Request: `.headers`, here
+    one decoded dict, and `.scope`."""
 
-    def __init__(self, headers: dict[str, str]) -> None:
+    def __init__(self, headers: dict[str, str], scope: Scope | None = None) -> None:
         self.headers = headers
+        self.scope = scope if scope is not None else {}
+
+
+async def passes_transport_checks(gateway: Gateway, request: Request) -> bool:
+    """The SDK's DNS-rebinding protection and `Accept` check (JSON and SSE) for a POST."""
+    security = TransportSecurityMiddleware(gateway.session_manager.security_settings)
+    if await security.validate_request(request, is_post=True) is not None:
+        return False
+    return check_accept_headers(request) == (True, True)
 
 
 async def _checked_call(
@@ -219,11 +229,7 @@ async def _checked_call(
 ) -> tuple[Any, InboundModernRoute, dict[str, Any]] | None:
     """The id, envelope and params of a call that passes every check of the SDK's stateless entry, else None."""
     # Starlette's Headers decodes every header on every lookup, and the checks make a dozen.
-    request = cast(Request, _HeadersOf(headers))
-    security = TransportSecurityMiddleware(gateway.session_manager.security_settings)
-    if await security.validate_request(request, is_post=True) is not None:
-        return None
-    if check_accept_headers(request) != (True, True):
+    if not await passes_transport_checks(gateway, cast(Request, HeadersOf(headers))):
         return None
     try:
         message = json.loads(body)
